@@ -1,0 +1,163 @@
+"""Session state as bytes, and the state pool that steps many sessions in one call.
+
+Serialisation uses numpy's ``.npz`` container with ``allow_pickle=False``: a snapshot read back
+from Redis can only ever yield arrays, never run code.
+
+The pool follows the sequence-batcher pattern (Triton's implicit state, ZeroGNN's resident
+state): every state part of every session lives in one tensor with a leading slot axis. A tick
+gathers the rows of the ready sessions, makes one network call over their right-padded chunks,
+and scatters the new rows back.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from models.network import Network, State
+
+
+def arrays_to_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    """Pack named arrays into bytes (npz, no pickle)."""
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def bytes_to_arrays(data: bytes) -> dict[str, np.ndarray]:
+    """Unpack :func:`arrays_to_bytes`; refuses pickled objects."""
+    with np.load(io.BytesIO(data), allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def state_to_arrays(state: State) -> dict[str, np.ndarray]:
+    return {k: v.detach().cpu().numpy() for k, v in state.items()}
+
+
+def state_from_arrays(arrays: dict[str, np.ndarray]) -> State:
+    return {k: torch.from_numpy(np.array(v)) for k, v in arrays.items()}
+
+
+def state_nbytes(state: State) -> int:
+    """Bytes of a state's tensors (per session when the batch is 1)."""
+    return sum(v.numel() * v.element_size() for v in state.values())
+
+
+@dataclass
+class SlotOutput:
+    """One session's share of a pooled step, as numpy arrays on the token grid.
+
+    Attributes
+    ----------
+    probs : (n, n_labels) calibrated probabilities.
+    numerics : (n, n_numerics).
+    masked : (n,) fraction of masked samples per token.
+    attribution : (n, c) channel weights.
+    """
+
+    probs: np.ndarray
+    numerics: np.ndarray
+    masked: np.ndarray
+    attribution: np.ndarray
+
+
+class StatePool:
+    """Model state of many sessions with the same channel count, one slot each.
+
+    Parameters
+    ----------
+    network : Network
+        The model (holds no session state).
+    n_channels : int
+        Channels of every session in this pool.
+    capacity : int
+        Initial slots; the pool doubles when full.
+    """
+
+    def __init__(self, network: Network, n_channels: int, capacity: int = 64):
+        self.network = network
+        self.n_channels = n_channels
+        self.state: State = network.init_state(capacity, n_channels)
+        self._fresh = network.init_state(1, n_channels)
+        self._free = list(range(capacity - 1, -1, -1))
+
+    @property
+    def capacity(self) -> int:
+        return self.state["patch_fill"].shape[0]
+
+    def __len__(self) -> int:
+        """Slots in use."""
+        return self.capacity - len(self._free)
+
+    def alloc(self) -> int:
+        """Take a free slot, reset to the initial state."""
+        if not self._free:
+            old = self.capacity
+            grown = self.network.init_state(old, self.n_channels)
+            self.state = {k: torch.cat([v, grown[k]]) for k, v in self.state.items()}
+            self._free = list(range(2 * old - 1, old - 1, -1))
+        slot = self._free.pop()
+        self.set(slot, self._fresh)
+        return slot
+
+    def free(self, slot: int) -> None:
+        if slot in self._free or not 0 <= slot < self.capacity:
+            raise ValueError(f"Invalid slot: {slot} is not allocated")
+        self._free.append(slot)
+
+    def get(self, slot: int) -> State:
+        """A copy of one slot's state, batch 1."""
+        return {k: v[slot:slot + 1].clone() for k, v in self.state.items()}
+
+    def set(self, slot: int, state: State) -> None:
+        """Overwrite one slot with a batch-1 state."""
+        for k, v in self.state.items():
+            v[slot] = state[k][0]
+
+    def to_bytes(self, slot: int) -> bytes:
+        return arrays_to_bytes(state_to_arrays(self.get(slot)))
+
+    def load_bytes(self, slot: int, data: bytes) -> None:
+        self.set(slot, state_from_arrays(bytes_to_arrays(data)))
+
+    @torch.inference_mode()
+    def step(self, slots: list[int], xs: list[np.ndarray], masks: list[np.ndarray]) -> list[SlotOutput]:
+        """Advance the given sessions over their chunks in one network call.
+
+        Parameters
+        ----------
+        slots : list of int
+            Distinct allocated slots.
+        xs : list of np.ndarray
+            Per slot, (t_i, c) float32 µV at the model's rate (preprocessed); t_i may differ.
+        masks : list of np.ndarray
+            Per slot, (t_i, c) bool, True where invalid.
+
+        Returns
+        -------
+        list of SlotOutput
+            Per slot, the tokens its chunk completed (possibly none).
+        """
+        if not slots:
+            return []
+        c = self.n_channels
+        lengths = torch.tensor([len(x) for x in xs], dtype=torch.int64)
+        t = int(lengths.max())
+        x = torch.zeros(len(slots), t, c)
+        m = torch.zeros(len(slots), t, c, dtype=torch.bool)
+        for i, (xi, mi) in enumerate(zip(xs, masks)):
+            x[i, : len(xi)] = torch.from_numpy(np.asarray(xi, dtype=np.float32).reshape(-1, c))
+            m[i, : len(mi)] = torch.from_numpy(np.asarray(mi, dtype=bool).reshape(-1, c))
+        idx = torch.tensor(slots, dtype=torch.int64)
+        state = {k: v.index_select(0, idx) for k, v in self.state.items()}
+        out, new = self.network(x, state, m, lengths)
+        for k, v in self.state.items():
+            v.index_copy_(0, idx, new[k])
+        n_tok = out.valid.sum(1).tolist()
+        probs = out.probs.numpy()
+        return [SlotOutput(probs=probs[i, :n], numerics=out.numerics[i, :n].numpy(),
+                           masked=out.masked[i, :n].numpy(), attribution=out.attribution[i, :n].numpy())
+                for i, n in enumerate(n_tok)]

@@ -1,0 +1,107 @@
+"""One session's full signal path (preprocessor + network), streamed or in one offline pass.
+
+Training, evaluation and the tests use these; the service runs the same two stages, with the
+network step batched across sessions by :class:`models.state.StatePool`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from models.network import Network
+from models.preprocess import PreprocessState, Preprocessor
+from models.state import arrays_to_bytes, bytes_to_arrays, state_from_arrays, state_to_arrays
+
+
+@dataclass
+class StreamOutput:
+    """Outputs for the tokens a chunk completed.
+
+    Attributes
+    ----------
+    step : (n,) int64 token (output step) indices k, from 0 at the session's first sample.
+    sample : (n,) int64 the last input sample (client rate) each step covers.
+    probs : (n, n_labels) calibrated probabilities.
+    numerics : (n, n_numerics).
+    masked : (n,) fraction of masked samples per token.
+    attribution : (n, c) channel weights.
+    """
+
+    step: np.ndarray
+    sample: np.ndarray
+    probs: np.ndarray
+    numerics: np.ndarray
+    masked: np.ndarray
+    attribution: np.ndarray
+
+    @staticmethod
+    def concat(parts: list["StreamOutput"]) -> "StreamOutput":
+        return StreamOutput(*(np.concatenate([getattr(p, f) for p in parts]) for f in
+                              ("step", "sample", "probs", "numerics", "masked", "attribution")))
+
+
+def step_samples(pre: Preprocessor, patch_len: int, steps: np.ndarray) -> np.ndarray:
+    """The last input sample covered by output steps ``k``: a pure function of k and the rates."""
+    return pre.input_index((np.asarray(steps, dtype=np.int64) + 1) * patch_len - 1)
+
+
+class SessionStream:
+    """Preprocessor and network state of one session.
+
+    Parameters
+    ----------
+    network : Network
+    input_rate : float
+        Session sample rate in Hz.
+    n_channels : int
+    units : {"uV", "mV", "V"}
+    """
+
+    def __init__(self, network: Network, input_rate: float, n_channels: int, units: str = "uV"):
+        self.network = network
+        self.pre = Preprocessor(network.config, input_rate, n_channels, units)
+        self.pre_state: PreprocessState = self.pre.init_state()
+        self.state = network.init_state(1, n_channels)
+        self.n_steps = 0
+
+    @torch.inference_mode()
+    def push(self, x: np.ndarray) -> StreamOutput:
+        """Feed (t, c) samples in the session's units (t >= 0); return the completed steps."""
+        y, mask, self.pre_state = self.pre.process(x, self.pre_state)
+        out, self.state = self.network(torch.from_numpy(y)[None], self.state, torch.from_numpy(mask)[None])
+        n = int(out.valid.sum())
+        steps = np.arange(self.n_steps, self.n_steps + n)
+        self.n_steps += n
+        return StreamOutput(step=steps, sample=step_samples(self.pre, self.network.config.patch_len, steps),
+                            probs=out.probs[0, :n].numpy(), numerics=out.numerics[0, :n].numpy(),
+                            masked=out.masked[0, :n].numpy(), attribution=out.attribution[0, :n].numpy())
+
+    def snapshot(self) -> bytes:
+        """Preprocessor and network state as bytes."""
+        arrays = {f"pre.{k}": v for k, v in self.pre_state.to_arrays().items()}
+        arrays |= {f"net.{k}": v for k, v in state_to_arrays(self.state).items()}
+        arrays["steps"] = np.array(self.n_steps, dtype=np.int64)
+        return arrays_to_bytes(arrays)
+
+    def restore(self, data: bytes) -> None:
+        """Continue from a :meth:`snapshot` (of a session with the same rate and channels)."""
+        arrays = bytes_to_arrays(data)
+        self.pre_state = PreprocessState.from_arrays({k[4:]: v for k, v in arrays.items() if k.startswith("pre.")})
+        self.state = state_from_arrays({k[4:]: v for k, v in arrays.items() if k.startswith("net.")})
+        self.n_steps = int(arrays["steps"])
+
+
+def run_offline(network: Network, x: np.ndarray, input_rate: float, units: str = "uV") -> StreamOutput:
+    """One pass over a whole recording (t, c): the preprocessor once, the network once (fast scan)."""
+    return SessionStream(network, input_rate, x.shape[1], units).push(x)
+
+
+def run_chunked(network: Network, x: np.ndarray, input_rate: float, bounds: list[int] | np.ndarray,
+                units: str = "uV") -> StreamOutput:
+    """Stream ``x`` cut at the sample indices ``bounds`` (ascending, may repeat: empty chunks)."""
+    s = SessionStream(network, input_rate, x.shape[1], units)
+    edges = [0, *bounds, len(x)]
+    return StreamOutput.concat([s.push(x[a:b]) for a, b in zip(edges[:-1], edges[1:])])
