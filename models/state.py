@@ -88,8 +88,9 @@ class StatePool:
     def capacity(self) -> int:
         return self.state["patch_fill"].shape[0]
 
-    def __len__(self) -> int:
-        """Slots in use."""
+    @property
+    def in_use(self) -> int:
+        """Slots allocated (a pool object is truthy even when none is)."""
         return self.capacity - len(self._free)
 
     def alloc(self) -> int:

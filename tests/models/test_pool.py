@@ -47,7 +47,7 @@ def test_sixty_four_sessions_pooled_equal_alone(network):
             if sessions[i]["pos"] >= len(sessions[i]["x"]):
                 pool.free(sessions[i]["slot"])  # a later session reuses the slot from a fresh state
         tick += 1
-    assert pool.capacity >= 16 and len(pool) == 0
+    assert pool.capacity >= 16 and pool.in_use == 0
     worst = 0.0
     for i, s in enumerate(sessions):
         alone = SessionStream(network, s["fs"], 2).push(s["x"]).probs

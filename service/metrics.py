@@ -1,0 +1,24 @@
+"""Prometheus metrics, every one named ``vigil_*`` (the Grafana dashboards query these)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+_LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+SESSIONS = Gauge("vigil_sessions", "Sessions held by this replica, by status", ["status"])
+FRAMES = Counter("vigil_frames_total", "Sample frames received", ["format"])
+SAMPLES = Counter("vigil_samples_total", "Samples received (per channel row)", ["modality"])
+PREDICTIONS = Counter("vigil_predictions_total", "Prediction steps computed", ["modality"])
+BATCH_SIZE = Histogram("vigil_inference_batch_size", "Sessions per batched model call",
+                       buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512))
+INFERENCE = Histogram("vigil_inference_seconds", "Duration of one batched model call", buckets=_LATENCY)
+TICK = Histogram("vigil_tick_seconds", "Duration of one engine tick (preprocess + model + alarms)",
+                 buckets=_LATENCY)
+FRAME_TO_PREDICTION = Histogram("vigil_frame_to_prediction_seconds",
+                                "From receiving a frame to sending the predictions it completed",
+                                buckets=_LATENCY)
+ALERTS = Counter("vigil_alerts_total", "Alert transitions published", ["kind", "priority"])
+ERRORS = Counter("vigil_errors_total", "Protocol errors sent to clients", ["code"])
+SNAPSHOT = Histogram("vigil_snapshot_seconds", "Writing a tick's session snapshots to Redis", buckets=_LATENCY)
+PENDING = Gauge("vigil_pending_samples", "Received samples not yet processed")
