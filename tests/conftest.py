@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
+
+# One intra-op thread: the tests' tensors are small, and on a busy 2-core machine a second
+# OpenMP thread spins and waits, which made the model tests ten times slower.
+torch.set_num_threads(1)
 
 
 def random_bounds(n: int, fs: float, rng: np.random.Generator, max_s: float = 5.0) -> list[int]:
