@@ -9,7 +9,9 @@ seconds of signal per wall second; with ``--threads 1`` (the default) it is per 
 - pooled streaming: N sessions, 0.25-s frames; each tick steps all N sessions through the state
   pool in one network call. "model" counts the network step alone (inputs preprocessed ahead);
   "end to end" adds each session's preprocessor call per frame.
-- scan: the chunked scan against the reference recurrence on one long sequence.
+- scan: the chunked scan against the reference recurrence, on one long sequence (offline
+  evaluation; the network uses the chunked scan there) and on a batch (training, pooled
+  streaming; the network uses the reference there, see ``models.scan.selective_scan``).
 """
 
 from __future__ import annotations
@@ -84,16 +86,18 @@ def pooled_throughput(network: Network, x: np.ndarray, fs: float, sessions: int,
     return sessions * frames * FRAME_S / (time.perf_counter() - t0)
 
 
-def scan_speed(d_inner: int, d_state: int, length: int) -> tuple[float, float]:
+def scan_speed(d_inner: int, d_state: int, length: int, batch: int = 1) -> tuple[float, float]:
+    """Token rows per second (batch * length / s) of the reference and the chunked scan."""
     g = torch.Generator().manual_seed(0)
-    u, dt = torch.randn(1, length, d_inner, generator=g), torch.rand(1, length, d_inner, generator=g) * 0.1
+    shape = (batch, length, d_inner)
+    u, dt = torch.randn(*shape, generator=g), torch.rand(*shape, generator=g) * 0.1
     A = -torch.rand(d_inner, d_state, generator=g)
-    B, C = torch.randn(1, length, d_state, generator=g), torch.randn(1, length, d_state, generator=g)
-    D, h = torch.ones(d_inner), torch.zeros(1, d_inner, d_state)
+    B, C = torch.randn(batch, length, d_state, generator=g), torch.randn(batch, length, d_state, generator=g)
+    D, h = torch.ones(d_inner), torch.zeros(batch, d_inner, d_state)
     with torch.inference_mode():
         ref = timed(lambda: selective_scan_ref(u, dt, A, B, C, D, h), repeat=1)
         fast = timed(lambda: selective_scan_chunked(u, dt, A, B, C, D, h))
-    return length / ref, length / fast
+    return batch * length / ref, batch * length / fast
 
 
 def main() -> None:
@@ -126,9 +130,10 @@ def main() -> None:
         model_bytes = state_nbytes(network.init_state(1, c))
         table.add_row(name, "state per session: model / preprocessor (serialised)",
                       f"{model_bytes / 1024:.1f} / {len(arrays_to_bytes(pst.to_arrays())) / 1024:.1f} KiB", "")
-        ref, fast = scan_speed(network.blocks[0].d_inner, cfg.d_state, 4096)
-        table.add_row(name, "scan tokens/s: reference / chunked (4096 tokens)", f"{ref:,.0f} / {fast:,.0f}",
-                      f"x{fast / ref:.1f} fast")
+        for batch, length in ((1, 4096), (32, 512)):
+            ref, fast = scan_speed(network.blocks[0].d_inner, cfg.d_state, length, batch)
+            table.add_row(name, f"scan tokens/s, batch {batch} x {length}: reference / chunked",
+                          f"{ref:,.0f} / {fast:,.0f}", f"chunked x{fast / ref:.1f}")
     console.print(table)
 
 
