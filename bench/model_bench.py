@@ -24,7 +24,8 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from models.config import ecg_config, eeg_config
+from models.checkpoint import load_model
+from models.config import ModelConfig, ecg_config, eeg_config
 from models.network import Network
 from models.preprocess import Preprocessor
 from models.scan import selective_scan_chunked, selective_scan_ref
@@ -100,6 +101,14 @@ def scan_speed(d_inner: int, d_state: int, length: int, batch: int = 1) -> tuple
     return batch * length / ref, batch * length / fast
 
 
+def shipped_or_default(name: str, default: ModelConfig) -> Network:
+    """The shipped checkpoint's network (its sizes), or an untrained one of the default config."""
+    try:
+        return load_model(name)
+    except FileNotFoundError:
+        return Network(default).eval()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=120.0, help="signal length of the offline pass")
@@ -110,12 +119,16 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     console = Console()
-    cases = [("ECG", ecg_config(), 360.0, 2), ("EEG", eeg_config(), 256.0, 19)]
+    cases = [("ECG", "vigil-ecg", ecg_config(), 360.0, 2), ("EEG", "vigil-eeg", eeg_config(), 256.0, 19)]
     table = Table(title=f"Vigil model benchmark ({args.threads} thread(s), 0.25-s frames)")
     for col in ("model", "measure", "value", "ratio to offline"):
-        table.add_column(col, justify="right" if col != "measure" else "left")
-    for name, cfg, fs, c in cases:
-        network = Network(cfg).eval()
+        table.add_column(col, justify="right" if col in ("value", "ratio to offline") else "left")
+    captions: list[str] = []
+    for name, shipped, default, fs, c in cases:
+        network = shipped_or_default(shipped, default)
+        cfg = network.config
+        captions.append(f"{name}: {'shipped ' + shipped if hasattr(network, 'meta') else 'untrained default config'}, "
+                        f"d_model {cfg.d_model}, {cfg.n_layers} layers, d_state {cfg.d_state}")
         x = signal(max(args.seconds, args.frames * FRAME_S + 1), fs, c)
         with torch.inference_mode():
             off = offline_throughput(network, x, fs)
@@ -134,6 +147,7 @@ def main() -> None:
             ref, fast = scan_speed(network.blocks[0].d_inner, cfg.d_state, length, batch)
             table.add_row(name, f"scan tokens/s, batch {batch} x {length}: reference / chunked",
                           f"{ref:,.0f} / {fast:,.0f}", f"chunked x{fast / ref:.1f}")
+    table.caption = "; ".join(captions)
     console.print(table)
 
 
