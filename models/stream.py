@@ -6,6 +6,7 @@ network step batched across sessions by :class:`models.state.StatePool`.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,34 +14,26 @@ import torch
 
 from models.network import Network
 from models.preprocess import PreprocessState, Preprocessor
-from models.state import arrays_to_bytes, bytes_to_arrays, state_from_arrays, state_to_arrays
+from models.state import SlotOutput, arrays_to_bytes, bytes_to_arrays, state_from_arrays, state_to_arrays
 
 
 @dataclass
-class StreamOutput:
-    """Outputs for the tokens a chunk completed.
+class StreamOutput(SlotOutput):
+    """A :class:`~models.state.SlotOutput` placed on the session's time axis.
 
     Attributes
     ----------
     step : (n,) int64 token (output step) indices k, from 0 at the session's first sample.
     sample : (n,) int64 the last input sample (client rate) each step covers.
-    probs : (n, n_labels) calibrated probabilities.
-    numerics : (n, n_numerics).
-    masked : (n,) fraction of masked samples per token.
-    attribution : (n, c) channel weights.
     """
 
     step: np.ndarray
     sample: np.ndarray
-    probs: np.ndarray
-    numerics: np.ndarray
-    masked: np.ndarray
-    attribution: np.ndarray
 
     @staticmethod
     def concat(parts: list["StreamOutput"]) -> "StreamOutput":
-        return StreamOutput(*(np.concatenate([getattr(p, f) for p in parts]) for f in
-                              ("step", "sample", "probs", "numerics", "masked", "attribution")))
+        return StreamOutput(**{f.name: np.concatenate([getattr(p, f.name) for p in parts])
+                               for f in dataclasses.fields(StreamOutput)})
 
 
 def step_samples(pre: Preprocessor, patch_len: int, steps: np.ndarray) -> np.ndarray:
