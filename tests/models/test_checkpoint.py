@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import synthetic_signal
+from synthetic import synthetic_signal
 
 from models.checkpoint import load_model, save_checkpoint
 from models.config import ModelConfig, ecg_config

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from conftest import synthetic_signal
+from synthetic import synthetic_signal
 
 from models.config import ecg_config
 from models.network import Network

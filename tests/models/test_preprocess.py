@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import random_bounds, synthetic_signal
+from synthetic import random_bounds, synthetic_signal
 
 from models.config import ecg_config, eeg_config
 from models.preprocess import PreprocessState, Preprocessor

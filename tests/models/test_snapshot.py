@@ -6,7 +6,7 @@ import textwrap
 
 import numpy as np
 import torch
-from conftest import synthetic_signal
+from synthetic import synthetic_signal
 
 from models.checkpoint import load_model, save_checkpoint
 from models.config import eeg_config

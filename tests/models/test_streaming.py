@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from conftest import random_bounds, synthetic_signal
+from synthetic import random_bounds, synthetic_signal
 
 from models.config import ecg_config, eeg_config
 from models.network import Network
