@@ -75,7 +75,7 @@ def demo(duration: float = typer.Option(60.0, help="seconds of signal per excerp
 @app.command("train")
 def train_cmd(modality: str = typer.Argument(..., help="ecg or eeg"),
               out: str = typer.Option(None, help="checkpoint file (default models/checkpoints/vigil-<modality>.pt)"),
-              minutes: float = typer.Option(25.0, help="wall-clock budget of the training loop"),
+              minutes: float = typer.Option(28.0, help="wall-clock budget of the whole run (load, train, validate)"),
               steps: int = typer.Option(100_000, help="maximum optimiser steps"),
               seed: int = typer.Option(0, help="random seed (numpy and torch)"),
               data: str = typer.Option("datasets", help="datasets (VIGIL_DATASETS) or excerpts (shipped)"),

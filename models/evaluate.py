@@ -1,0 +1,543 @@
+"""Evaluation: ``vigil evaluate ecg|eeg`` through the streaming path, scored as the field does.
+
+Every record goes through :func:`models.stream.run_offline` (the serving preprocessor from the
+record's own rate and units, then the network with carried state; chunk-equivalence with
+:func:`models.stream.run_chunked` is tested elsewhere), so the numbers are those the service
+produces. Episodes come from the checkpoint's detectors (:mod:`models.detector`), record and
+segment decisions from its fitted rules (:mod:`models.record_rules`).
+
+ECG (held-out records of :mod:`models.splits`):
+
+- MIT-BIH: per record, AF episodes (DESIGN §7: ``af_episodes``, 5-min learning period,
+  atrial flutter excluded) and VT episodes (runs of >= 5 ventricular beats at > 100 bpm;
+  detections scored over the whole record), episode Se/+P and duration Se/+P; 3-4 beat runs
+  reported apart (share overlapped by a VT detection).
+- CinC 2017: per-class F1 on the test records.
+- CinC 2015: VT alarm decision from the VT output in the 10 s before the alarm at 300 s,
+  score (TP+TN)/(TP+TN+FP+5 FN) on the test half with a bootstrap 95 % interval, with the
+  stored VT threshold and with a threshold chosen by 5-fold cross-validation over records.
+- NSTDB 118e00/e12/e24 (electrode motion, never trained on): noise AUROC, tokens inside the
+  noise blocks against tokens outside; false AF and VT episodes.
+
+EEG:
+
+- Bonn: segment sensitivity, specificity and AUROC of S vs Z/O/N/F on the test segments at
+  gain x1, x0.5, x2, next to a line-length baseline (threshold fitted on the validation
+  segments at x1).
+- CHB-MIT chb01: ictal vs pre-ictal AUROC on the test seizures (segment and token level).
+- Artifacts added to held-out background at the input (before preprocessing): token AUROC per
+  type, held-out types (electrode pops, motion) first.
+- SzCORE event scoring on a continuous stream of Bonn test segments (four non-seizure, one
+  seizure, repeated), with false positives per hour, hours and latency.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from models.checkpoint import load_model, resolve
+from models.data import ecg as ecg_data
+from models.data import eeg as eeg_data
+from models.data.episodes import af_episodes, clip_intervals, episode_stats, short_vt_runs, szcore_score, vt_episodes
+from models.data.paths import datasets_dir
+from models.detector import detectors_from_meta, steps_to_samples
+from models.labels import AF, ARTIFACT, NOISE, SEIZURE, VT
+from models.network import Network
+from models.record_rules import auroc, classify_cinc2017, f1_per_class, fit_binary_threshold, segment_score
+from models.splits import (ARTIFACTS_HELD_OUT, ARTIFACTS_TRAIN, EEGMMIDB_RUNS, MITDB_TEST, MITDB_VAL, NSTDB_TEST,
+                           TEST, VAL, bonn_split, chbmit_split, cinc2015_split, cinc2017_split)
+from models.stream import StreamOutput, run_offline
+
+BURN_IN_S = 3.0  # seconds of each record left out of segment scores (fresh state)
+ALARM_WINDOW_S = (290.0, 300.0)
+BOOTSTRAP = 1000
+GAINS = (1.0, 0.5, 2.0)
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+def _nan(v) -> float | None:
+    return None if v is None or (isinstance(v, float) and math.isnan(v)) else v
+
+
+def _table(title: str, columns: list[str], rows: list[list]) -> dict:
+    return {"title": title, "columns": columns, "rows": rows}
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "n/a"
+    if isinstance(v, float):
+        return "n/a" if math.isnan(v) else f"{v:.3f}"
+    return str(v)
+
+
+def token_times(n: int, network: Network) -> np.ndarray:
+    """(n, 2) start/end seconds of tokens 0..n-1."""
+    d = network.config.patch_len / network.config.sample_rate
+    k = np.arange(n)
+    return np.stack([k * d, (k + 1) * d], axis=1)
+
+
+def episodes_samples(out: StreamOutput, network: Network, label: str, input_rate: float) -> list[tuple[int, int]]:
+    """Detected episodes of ``label`` in input samples."""
+    cfg = network.config
+    det = detectors_from_meta(getattr(network, "meta", {}), cfg.labels)[label]
+    steps = det.detect(out.probs[:, cfg.labels.index(label)], cfg.output_rate)
+    return steps_to_samples(steps, cfg.patch_len, cfg.sample_rate, input_rate)
+
+
+def _stats_row(name: str, part: str, kind: str, st: dict) -> list:
+    return [name, part, kind, st["n_reference"], st["n_detected"], _nan(st["episode_se"]), _nan(st["episode_ppv"]),
+            _nan(st["duration_se"]), _nan(st["duration_ppv"]), st["fp_detected"]]
+
+
+EPISODE_COLUMNS = ["record", "part", "type", "ref", "det", "episode Se", "episode +P", "duration Se",
+                   "duration +P", "false"]
+
+
+def alarm_score(truth: np.ndarray, alarm: np.ndarray) -> float:
+    """CinC 2015 score, 100 (TP + TN) / (TP + TN + FP + 5 FN)."""
+    t, a = np.asarray(truth, bool), np.asarray(alarm, bool)
+    tp, tn = int((t & a).sum()), int((~t & ~a).sum())
+    fp, fn = int((~t & a).sum()), int((t & ~a).sum())
+    den = tp + tn + fp + 5 * fn
+    return 100.0 * (tp + tn) / den if den else float("nan")
+
+
+def bootstrap_ci(truth: np.ndarray, alarm: np.ndarray, rng: np.random.Generator, n: int = BOOTSTRAP):
+    """95 % percentile interval of :func:`alarm_score` over records resampled with replacement."""
+    idx = rng.integers(0, len(truth), size=(n, len(truth)))
+    s = [alarm_score(truth[i], alarm[i]) for i in idx]
+    return float(np.nanpercentile(s, 2.5)), float(np.nanpercentile(s, 97.5))
+
+
+def cv_threshold_alarms(scores: np.ndarray, truth: np.ndarray, rng: np.random.Generator, folds: int = 5) -> np.ndarray:
+    """Alarm decisions where each fold's threshold maximises the score on the other folds."""
+    order = rng.permutation(len(scores))
+    alarm = np.zeros(len(scores), bool)
+    for f in range(folds):
+        test = order[f::folds]
+        train = np.setdiff1d(order, test)
+        u = np.unique(scores[train])  # candidate thresholds: midpoints between training scores
+        cands = np.concatenate([[u[0] - 1e-6], (u[1:] + u[:-1]) / 2, [u[-1] + 1e-6]])
+        best = max(cands, key=lambda t: alarm_score(truth[train], scores[train] >= t))
+        alarm[test] = scores[test] >= best
+    return alarm
+
+
+# --- ECG -----------------------------------------------------------------------------------
+
+def _mitdb_rows(network: Network, path: Path, name: str, part: str, learning_s: float) -> list[list]:
+    rec = ecg_data.read_wfdb(path)
+    fs, n = rec.sample_rate, rec.n_samples
+    out = run_offline(network, rec.signal, fs)
+    rhythms = ecg_data.mitdb_rhythms(path)
+    beats, symbols = ecg_data.mitdb_beats(path)
+    ref_af = af_episodes(rhythms, fs, n, learning_s=learning_s)
+    det_af = clip_intervals(episodes_samples(out, network, AF, fs), round(learning_s * fs), n)
+    det_vt = episodes_samples(out, network, VT, fs)
+    rows = [_stats_row(name, part, "AF", episode_stats(ref_af.episodes, det_af, n, exclude=ref_af.neither)),
+            _stats_row(name, part, "VT>=5", episode_stats(vt_episodes(beats, symbols, fs), det_vt, n))]
+    short = short_vt_runs(beats, symbols, fs)
+    st = episode_stats(short, det_vt, n)
+    rows.append([name, part, "VT 3-4 beats", st["n_reference"], None, _nan(st["episode_se"]), None, None, None, None])
+    return rows
+
+
+def _nstdb_row(network: Network, path: Path, name: str, offset: int = 0) -> tuple[list, np.ndarray, np.ndarray]:
+    rec = ecg_data.read_wfdb(path)
+    fs, n = rec.sample_rate, rec.n_samples
+    out = run_offline(network, rec.signal, fs)
+    blocks = ecg_data.nstdb_noise_blocks(n, fs, offset)
+    times = token_times(len(out.probs), network) * fs
+    inside = np.array([any(min(e, b) - max(s, a) >= 0.5 * (e - s) for a, b in blocks) for s, e in times])
+    j = network.config.labels.index(NOISE)
+    burn = int(BURN_IN_S * network.config.output_rate)
+    score, pos = out.probs[burn:, j], inside[burn:]
+    n_af = len(episodes_samples(out, network, AF, fs))
+    n_vt = len(episodes_samples(out, network, VT, fs))
+    minutes = n / fs / 60
+    return [name, _nan(auroc(score, pos)), int(pos.sum()), int((~pos).sum()), n_af, n_vt, round(minutes, 1)], score, pos
+
+
+def evaluate_ecg(network: Network, data: str = "datasets", root: Path | None = None, log=None) -> dict:
+    """ECG report: tables and a flat summary (see module docstring)."""
+    log = log or (lambda s: None)
+    cfg = network.config
+    tables, summary = [], {}
+    rng = np.random.default_rng(0)
+    if data == "excerpts":
+        from models.data.excerpts import excerpt_path
+
+        rows = []
+        for name in ("mitdb_201_af", "mitdb_203_vt"):
+            rows += _mitdb_rows(network, excerpt_path(name), name, "excerpt", learning_s=0.0)
+        tables.append(_table("MIT-BIH excerpts: AF and VT episodes (learning period 0)", EPISODE_COLUMNS, rows))
+        path = excerpt_path("nstdb_118e24_noise")
+        src = ecg_data.excerpt_source(path)
+        row, _, _ = _nstdb_row(network, path, "nstdb_118e24_noise", src[1] if src else 0)
+        tables.append(_table("NSTDB electrode-motion noise", ["record", "noise AUROC", "noise tokens", "clean tokens",
+                                                              "AF episodes", "VT episodes", "minutes"], [row]))
+        summary["noise_auroc_118e24_excerpt"] = row[1]
+        summary["af_episode_se_mitdb_201_af"] = rows[0][5]
+        return {"tables": tables, "summary": summary}
+
+    root = Path(root) if root is not None else datasets_dir()
+    # MIT-BIH
+    rows = []
+    for r in MITDB_TEST + MITDB_VAL:
+        if (root / "mitdb" / f"{r}.hea").exists():
+            rows += _mitdb_rows(network, root / "mitdb" / r, r, TEST if r in MITDB_TEST else VAL, learning_s=300.0)
+    log("mitdb")
+    tables.append(_table("MIT-BIH AF and VT episodes per record (DESIGN §7; AF after the 5-min learning period)",
+                         EPISODE_COLUMNS, rows))
+    for kind in ("AF", "VT>=5"):
+        sel = [r for r in rows if r[2] == kind and r[1] == TEST and r[3] > 0]
+        if sel:
+            summary[f"mitdb_{kind}_records"] = [r[0] for r in sel]
+            summary[f"mitdb_{kind}_episode_se_mean"] = _nan(float(np.nanmean([r[5] if r[5] is not None else np.nan for r in sel])))
+    for r in rows:
+        if r[2] in ("AF", "VT>=5"):
+            summary[f"mitdb_{r[0]}_{r[2]}"] = {"episode_se": r[5], "episode_ppv": r[6], "duration_se": r[7],
+                                               "duration_ppv": r[8], "false": r[9]}
+    # CinC 2017
+    c17 = root / "cinc2017"
+    if c17.is_dir():
+        rule = network.meta.get("rules", {}).get("cinc2017", {"t_noise": 0.5, "t_af": 0.5, "t_normal": 0.5})
+        truth, pred = [], []
+        burn = int(BURN_IN_S * cfg.output_rate)
+        for name, label in ecg_data.cinc2017_records(c17):
+            if cinc2017_split(name) != TEST:
+                continue
+            rec = ecg_data.read_cinc2017(c17, name)
+            out = run_offline(network, rec.signal, rec.sample_rate)
+            truth.append(label)
+            pred.append(classify_cinc2017(segment_score(out.probs, burn), cfg.labels, rule))
+        f1 = f1_per_class(truth, pred)
+        confusion = {t: {p: sum(a == t and b == p for a, b in zip(truth, pred)) for p in "NAO~"} for t in "NAO~"}
+        tables.append(_table(f"CinC 2017 test records ({len(truth)}): F1 per class",
+                             ["class", "F1", "records", "predicted N", "predicted A", "predicted O", "predicted ~"],
+                             [[c, _nan(f1[c]), sum(t == c for t in truth), *confusion[c].values()] for c in "NAO~"]))
+        summary["cinc2017_f1"] = {c: _nan(v) for c, v in f1.items()}
+        summary["cinc2017_f1_mean_NAO"] = _nan(float(np.nanmean([f1["N"], f1["A"], f1["O"]])))
+        log("cinc2017")
+    # CinC 2015
+    c15 = root / "cinc2015"
+    if c15.is_dir():
+        alarms = ecg_data.cinc2015_alarms(c15)
+        split = cinc2015_split(alarms)
+        det = detectors_from_meta(network.meta, cfg.labels)[VT]
+        j = cfg.labels.index(VT)
+        names, truth, scores = [], [], []
+        for name, is_true in alarms:
+            if split[name] != TEST:
+                continue
+            rec = ecg_data.read_cinc2015_ecg(c15 / name)
+            out = run_offline(network, rec.signal, rec.sample_rate)
+            p = det.smooth(out.probs[:, j], cfg.output_rate)
+            t = token_times(len(p), network)
+            sel = (t[:, 1] > ALARM_WINDOW_S[0]) & (t[:, 1] <= ALARM_WINDOW_S[1])
+            names.append(name)
+            truth.append(is_true)
+            scores.append(float(p[sel].max()) if sel.any() else 0.0)
+        truth_a, scores_a = np.array(truth), np.array(scores)
+        fixed = scores_a >= det.threshold
+        cv = cv_threshold_alarms(scores_a, truth_a, np.random.default_rng(1))
+        rows = []
+        for what, alarm in ((f"stored VT threshold {det.threshold}", fixed), ("5-fold CV threshold", cv)):
+            lo, hi = bootstrap_ci(truth_a, alarm, rng)
+            tp, fn = int((truth_a & alarm).sum()), int((truth_a & ~alarm).sum())
+            tn, fp = int((~truth_a & ~alarm).sum()), int((~truth_a & alarm).sum())
+            rows.append([what, round(alarm_score(truth_a, alarm), 1), f"[{lo:.1f}, {hi:.1f}]", tp, fp, tn, fn])
+        tables.append(_table(f"CinC 2015 VT alarms, test half ({len(truth)} records): score (TP+TN)/(TP+TN+FP+5FN)",
+                             ["decision", "score", "bootstrap 95% CI", "TP", "FP", "TN", "FN"], rows))
+        summary["cinc2015_vt_score"] = rows[0][1]
+        summary["cinc2015_vt_score_cv"] = rows[1][1]
+        summary["cinc2015_vt_auroc"] = _nan(auroc(scores_a, truth_a))
+        log("cinc2015")
+    # NSTDB electrode motion
+    rows, all_s, all_p = [], [], []
+    for name in NSTDB_TEST:
+        path = root / "nstdb" / name
+        if (root / "nstdb" / f"{name}.hea").exists():
+            row, s, p = _nstdb_row(network, path, name)
+            rows.append(row)
+            all_s.append(s)
+            all_p.append(p)
+            summary[f"noise_auroc_{name}"] = row[1]
+            summary[f"false_af_vt_{name}"] = row[4] + row[5]
+    if rows:
+        pooled = _nan(auroc(np.concatenate(all_s), np.concatenate(all_p)))
+        rows.append(["pooled", pooled, sum(r[2] for r in rows), sum(r[3] for r in rows), None, None, None])
+        summary["noise_auroc_pooled"] = pooled
+        tables.append(_table("NSTDB electrode-motion records (held-out noise type): noise AUROC, false episodes",
+                             ["record", "noise AUROC", "noise tokens", "clean tokens", "AF episodes", "VT episodes",
+                              "minutes"], rows))
+        log("nstdb")
+    return {"tables": tables, "summary": summary}
+
+
+# --- EEG -----------------------------------------------------------------------------------
+
+def line_length(x: np.ndarray) -> float:
+    """Mean absolute first difference (µV per sample) over all channels."""
+    return float(np.nanmean(np.abs(np.diff(x, axis=0)))) if len(x) > 1 else float("nan")
+
+
+def _seizure_score(network: Network, x: np.ndarray, fs: float) -> tuple[float, np.ndarray]:
+    out = run_offline(network, x, fs)
+    j = network.config.labels.index(SEIZURE)
+    burn = int(BURN_IN_S * network.config.output_rate)
+    return float(segment_score(out.probs, burn)[j]), out.probs[:, j]
+
+
+def _bonn_table(network, test, val, threshold):
+    """Segment Se/Sp/AUROC at each gain for the model and the line-length baseline."""
+    ll_thr = fit_binary_threshold(np.array([line_length(x) for x, _ in val]), np.array([s for _, s in val]))
+    y = np.array([s for _, s in test])
+    rows, summary = [], {}
+    for g in GAINS:
+        model = np.array([_seizure_score(network, x * g, eeg_data.BONN_SAMPLE_RATE)[0] for x, _ in test])
+        ll = np.array([line_length(x * g) for x, _ in test])
+        for what, s, t in (("model", model, threshold), ("line length", ll, ll_thr)):
+            se = float(((s >= t) & y).sum() / max(y.sum(), 1))
+            sp = float(((s < t) & ~y).sum() / max((~y).sum(), 1))
+            rows.append([f"x{g:g}", what, round(se, 3), round(sp, 3), _nan(auroc(s, y)), int(y.sum()), int((~y).sum())])
+            if what == "model":
+                summary[f"bonn_x{g:g}"] = {"se": se, "sp": sp, "auroc": _nan(auroc(s, y))}
+    return rows, summary
+
+
+def _artifact_rows(network: Network, backgrounds: list[tuple[np.ndarray, float]], kinds, rng) -> tuple[list, dict]:
+    """Token AUROC of ``artifact`` for artifacts added at the input (raw) signal."""
+    from models.augment import ARTIFACT_SCALE, make_artifact
+
+    j = network.config.labels.index(ARTIFACT)
+    cfg = network.config
+    rows, summary = [], {}
+    clean_scores = []
+    for x, fs in backgrounds:
+        out = run_offline(network, x, fs)
+        clean_scores.append(out.probs[int(BURN_IN_S * cfg.output_rate):, j])
+    neg = np.concatenate(clean_scores)
+    for kind in kinds:
+        pos_scores = []
+        for x, fs in backgrounds:
+            n, c = x.shape
+            length = int(rng.uniform(1.0, 4.0) * fs)
+            a = int(rng.integers(int(BURN_IN_S * fs), max(int(BURN_IN_S * fs) + 1, n - length)))
+            b = min(n, a + length)
+            chans = rng.choice(c, size=int(rng.integers(1, c + 1)), replace=False)
+            y = x.copy()
+            sd = np.nanstd(x[:, chans], axis=0).clip(1.0)
+            if kind == "flat":
+                y[a:b, chans] = np.nanmean(x[:, chans], axis=0)
+            else:
+                lo, hi = ARTIFACT_SCALE[kind]
+                for i, ch in enumerate(chans):
+                    y[a:b, ch] += (make_artifact(kind, b - a, fs, rng) * sd[i] * rng.uniform(lo, hi)).astype(np.float32)
+            out = run_offline(network, y, fs)
+            t = token_times(len(out.probs), network) * fs
+            inside = (t[:, 0] >= a) & (t[:, 1] <= b)
+            pos_scores.append(out.probs[inside, j])
+        pos = np.concatenate(pos_scores)
+        auc = _nan(auroc(np.concatenate([pos, neg]), np.concatenate([np.ones(len(pos), bool), np.zeros(len(neg), bool)])))
+        held = kind in ARTIFACTS_HELD_OUT
+        rows.append([kind, "held out" if held else "trained", auc, len(pos), len(neg)])
+        summary[f"artifact_auroc_{kind}"] = auc
+    held = [r[2] for r in rows if r[1] == "held out" and r[2] is not None]
+    summary["artifact_auroc_held_out_mean"] = float(np.mean(held)) if held else None
+    return rows, summary
+
+
+def evaluate_eeg(network: Network, data: str = "datasets", root: Path | None = None, log=None) -> dict:
+    """EEG report: tables and a flat summary (see module docstring)."""
+    log = log or (lambda s: None)
+    rules = network.meta.get("rules", {})
+    thr = rules.get("seizure_segment_threshold", 0.5)
+    rng = np.random.default_rng(0)
+    tables, summary = [], {}
+    seg_cols = ["gain", "detector", "Se", "Sp", "AUROC", "seizure segments", "other segments"]
+    art_cols = ["artifact type", "status", "AUROC", "artifact tokens", "clean tokens"]
+    if data == "excerpts":
+        from models.data.excerpts import excerpt_path
+
+        bonn = [(eeg_data.read_bonn(excerpt_path(n)).signal, n == "bonn_S001") for n in ("bonn_S001", "bonn_Z001")]
+        rows, s = _bonn_table(network, bonn, bonn, thr)
+        tables.append(_table("Bonn excerpts S001 vs Z001 (threshold from the checkpoint)", seg_cols, rows))
+        summary.update(s)
+        bg = [(bonn[1][0], eeg_data.BONN_SAMPLE_RATE)]
+        rows, s = _artifact_rows(network, bg, ARTIFACTS_HELD_OUT + ARTIFACTS_TRAIN, rng)
+        tables.append(_table("Artifacts added to Bonn Z001", art_cols, rows))
+        summary.update(s)
+        return {"tables": tables, "summary": summary}
+
+    root = Path(root) if root is not None else datasets_dir()
+    # Bonn
+    segs = eeg_data.bonn_segments(root / "bonn") if (root / "bonn").is_dir() else []
+    test = [(eeg_data.read_bonn(p).signal, s == "S") for p, s in segs if bonn_split(int(p.stem[1:])) == TEST]
+    val = [(eeg_data.read_bonn(p).signal, s == "S") for p, s in segs if bonn_split(int(p.stem[1:])) == VAL]
+    if test:
+        rows, s = _bonn_table(network, test, val, thr)
+        tables.append(_table(f"Bonn S vs Z/O/N/F, test segments 061-070 (model threshold {thr:.3f} and line-length "
+                             "threshold fitted on validation 051-060 at x1)", seg_cols, rows))
+        summary.update(s)
+        log("bonn")
+    # CHB-MIT
+    chb = root / "chbmit" / "chb01"
+    if chb.is_dir():
+        rows = []
+        for part in (TEST, VAL):
+            seg_s, seg_y, tok_s, tok_y = [], [], [], []
+            for folder, ictal in (("ictal", True), ("preictal_10s", False)):
+                for p in sorted((chb / folder).glob("*.npy")):
+                    if chbmit_split(p.stem.split("_")[1]) != part:
+                        continue
+                    rec = eeg_data.read_chbmit_npy(p)
+                    s, probs = _seizure_score(network, rec.signal, rec.sample_rate)
+                    seg_s.append(s)
+                    seg_y.append(ictal)
+                    burn = int(BURN_IN_S * network.config.output_rate)
+                    tok_s.append(probs[burn:])
+                    tok_y.append(np.full(len(probs[burn:]), ictal))
+            if seg_s:
+                seg_auc = _nan(auroc(np.array(seg_s), np.array(seg_y)))
+                tok_auc = _nan(auroc(np.concatenate(tok_s), np.concatenate(tok_y)))
+                rows.append([part, sum(seg_y), len(seg_y) - sum(seg_y), seg_auc, tok_auc])
+                summary[f"chbmit_{part}_auroc_segment"] = seg_auc
+                summary[f"chbmit_{part}_auroc_token"] = tok_auc
+        tables.append(_table("CHB-MIT chb01 ictal vs pre-ictal (split by seizure: test 21 26, validation 18)",
+                             ["part", "ictal", "pre-ictal", "segment AUROC", "token AUROC"], rows))
+        log("chbmit")
+    # Artifacts on held-out background
+    bg = [(x, eeg_data.BONN_SAMPLE_RATE) for x, s in test if not s][:20]
+    mmi = root / "eegmmidb"
+    for run in EEGMMIDB_RUNS[TEST]:
+        if (mmi / f"S001{run}.edf").exists():
+            rec = eeg_data.read_edf(mmi / f"S001{run}.edf")
+            step = int(20 * rec.sample_rate)
+            bg += [(rec.signal[i:i + step], rec.sample_rate) for i in range(0, rec.n_samples - step + 1, step)][:3]
+    if chb.is_dir():
+        bg += [(eeg_data.read_chbmit_npy(p).signal, 256.0) for p in sorted((chb / "preictal_10s").glob("*.npy"))
+               if chbmit_split(p.stem.split("_")[1]) == TEST]
+    if bg:
+        rows, s = _artifact_rows(network, bg, ARTIFACTS_HELD_OUT + ARTIFACTS_TRAIN, rng)
+        tables.append(_table(f"Artifacts added at the input to {len(bg)} held-out backgrounds (Bonn Z/O/N/F test, "
+                             "EEGMMIDB R02/R06, CHB-MIT test pre-ictal): token AUROC", art_cols, rows))
+        summary.update(s)
+        log("artifacts")
+    # SzCORE on a Bonn stream
+    if test:
+        non = [x for x, s in test if not s]
+        sz = [x for x, s in test if s]
+        parts, ref, t = [], [], 0.0
+        fs = eeg_data.BONN_SAMPLE_RATE
+        for i, x in enumerate(sz):
+            for y in non[4 * i:4 * i + 4]:
+                parts.append(y)
+                t += len(y) / fs
+            parts.append(x)
+            ref.append((t, t + len(x) / fs))
+            t += len(x) / fs
+        stream = np.concatenate(parts)
+        out = run_offline(network, stream, fs)
+        det = detectors_from_meta(network.meta, network.config.labels)[SEIZURE]
+        j = network.config.labels.index(SEIZURE)
+        steps = det.detect(out.probs[:, j], network.config.output_rate)
+        d = network.config.patch_len / network.config.sample_rate
+        sc = szcore_score(ref, [(s * d, e * d) for s, e in steps], len(stream) / fs)
+        lat = [v for v in sc["latencies_s"] if not math.isnan(v)]
+        tables.append(_table("SzCORE event scoring on a continuous stream of Bonn test segments (4 non-seizure, 1 seizure, x10)",
+                             ["events", "detected", "false", "sensitivity", "precision", "F1", "FP/h", "hours",
+                              "median latency s"],
+                             [[sc["n_reference"], sc["tp"], sc["fp"], _nan(sc["sensitivity"]), _nan(sc["precision"]),
+                               _nan(sc["f1"]), _nan(sc["fp_per_hour"]), round(sc["hours"], 3),
+                               float(np.median(lat)) if lat else None]]))
+        summary["szcore_bonn"] = {k: _nan(sc[k]) for k in ("sensitivity", "precision", "f1", "fp_per_hour", "hours")}
+        log("szcore")
+    return {"tables": tables, "summary": summary}
+
+
+# --- entry point ---------------------------------------------------------------------------
+
+def report_markdown(report: dict) -> list[str]:
+    """Markdown lines of a report's tables."""
+    lines = []
+    for t in report["tables"]:
+        lines += [f"**{t['title']}**", "", "| " + " | ".join(t["columns"]) + " |",
+                  "|" + "---|" * len(t["columns"])]
+        lines += ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in t["rows"]]
+        lines.append("")
+    return lines
+
+
+def print_report(report: dict, console) -> None:
+    from rich.table import Table
+
+    for t in report["tables"]:
+        table = Table(title=t["title"], title_justify="left")
+        for c in t["columns"]:
+            table.add_column(c)
+        for row in t["rows"]:
+            table.add_row(*(_fmt(v) for v in row))
+        console.print(table)
+
+
+def evaluate(modality: str, model: str | None = None, json_out: str | None = None, data: str = "datasets",
+             card: bool = False, console=None, root: Path | None = None) -> dict:
+    """Evaluate a checkpoint, print the tables, optionally write JSON and the model card.
+
+    Parameters
+    ----------
+    modality : {"ecg", "eeg"}
+    model : str, optional
+        Checkpoint file or shipped name; default ``vigil-<modality>``.
+    json_out : str, optional
+        Where to write the report.
+    data : {"datasets", "excerpts"}
+        Held-out records of the full datasets, or the shipped excerpts (fast smoke check).
+    card : bool
+        Rewrite the model card next to the checkpoint with these metrics.
+    """
+    from rich.console import Console
+
+    console = console or Console()
+    if modality not in ("ecg", "eeg"):
+        raise ValueError(f"Invalid modality: expected ecg or eeg, got {modality!r}")
+    path = resolve(model or f"vigil-{modality}")
+    network = load_model(path)
+    if network.config.modality != modality:
+        raise ValueError(f"Invalid model: {path} is an {network.config.modality} model, not {modality}")
+    fn = evaluate_ecg if modality == "ecg" else evaluate_eeg
+    with console.status(f"evaluating {path.name} on {data}"):
+        report = fn(network, data, root=root, log=lambda s: console.log(f"scored {s}"))
+    args = " ".join(a for a in sys.argv[1:]) if sys.argv and sys.argv[0].endswith("vigil") else ""
+    report.update({"modality": modality, "model": str(path), "data": data,
+                   "command": f"vigil {args}" if args else f"vigil evaluate {modality} --data {data}"})
+    print_report(report, console)
+    if json_out:
+        Path(json_out).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_out).write_text(json.dumps(report, indent=1, default=_json_default))
+    if card:
+        from models.model_card import write_card
+
+        write_card(path, evaluation=report, limits=network.meta.get("limits"))
+    return report
+
+
+def _json_default(o):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return None if math.isnan(o) else float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, (np.bool_,)):
+        return bool(o)
+    raise TypeError(type(o))
