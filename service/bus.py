@@ -10,10 +10,13 @@ import asyncio
 import logging
 from pathlib import Path
 
+import time
+
 import orjson
 import redis.asyncio as aioredis
 
 from service import constants as C
+from service import metrics as M
 
 log = logging.getLogger(__name__)
 
@@ -49,15 +52,34 @@ class Bus:
         return bool(await self.redis.ping())
 
     async def publish_alerts(self, alerts: list[dict]) -> None:
-        """XADD every transition to the alerts stream and PUBLISH it live, in one round trip."""
+        """XADD every transition to the alerts stream and PUBLISH it live, in one round trip.
+
+        The round trip is timed (``vigil_bus_publish_seconds``); every command Redis did not take is
+        counted by operation (``vigil_bus_publish_errors_total``), then the first error is raised.
+        """
         if not alerts:
             return
         pipe = self.redis.pipeline(transaction=False)
+        ops = []
         for a in alerts:
             body = orjson.dumps(a)
             pipe.xadd(C.ALERTS_STREAM, {C.ALERT_FIELD: body}, maxlen=C.ALERTS_STREAM_MAXLEN, approximate=True)
             pipe.publish(C.ALERTS_LIVE_CHANNEL, body)
-        await pipe.execute()
+            ops += ["xadd", "publish"]
+        t0 = time.perf_counter()
+        try:
+            results = await pipe.execute(raise_on_error=False)
+        except Exception:  # the round trip itself failed (connection, timeout): nothing was taken
+            for op in ("xadd", "publish"):
+                M.BUS_PUBLISH_ERRORS.labels(op).inc(len(alerts))
+            raise
+        finally:
+            M.BUS_PUBLISH.observe(time.perf_counter() - t0)
+        errors = [(op, r) for op, r in zip(ops, results) if isinstance(r, Exception)]
+        for op, _ in errors:
+            M.BUS_PUBLISH_ERRORS.labels(op).inc()
+        if errors:
+            raise errors[0][1]
 
     async def save_snapshots(self, snapshots: dict[str, bytes], ttl_s: float) -> None:
         if not snapshots:

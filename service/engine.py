@@ -175,15 +175,22 @@ class Engine:
         self._count()
         self._wake.set()
 
-    async def acknowledge(self, alert_id: str) -> dict | None:
-        """Acknowledge an alert: a new transition, published and stored; None if unknown."""
+    async def acknowledge(self, alert_id: str, by: str | None = None) -> dict | None:
+        """Acknowledge an alert: a new transition (with ``acknowledged_at``, wall clock, and
+        ``acknowledged_by``), sent to the session's monitor when it is connected here, published
+        and stored; None if unknown."""
+        at = iso(utcnow())
         s = self.sessions.get(alert_id.rsplit(":", 2)[0])
-        alert = await self._call(s.alarms.acknowledge, alert_id) if s is not None else None
-        if alert is None:
+        alert = await self._call(_acknowledge, s.alarms, alert_id, at, by) if s is not None else None
+        if alert is None:  # not held by a session here (cleared, or its session is elsewhere): from history
             latest = await self.store.alert(alert_id)
             if latest is None or latest["acknowledged"]:
                 return latest
-            alert = {**latest, "acknowledged": True, "seq": latest["seq"] + 1}
+            alert = {**latest, "acknowledged": True, "seq": latest["seq"] + 1,
+                     "acknowledged_at": at, "acknowledged_by": by}
+        if s is not None and s.connection is not None:  # the monitor gets every transition (DESIGN §2)
+            s.connection.send_many([orjson.dumps({"type": "alert", "alert": alert})])
+        M.ALERTS.labels(alert["kind"], alert["priority"]).inc()
         await self.bus.publish_alerts([alert])
         await self.store.write(alerts=[alert])
         return alert
@@ -296,7 +303,13 @@ class Engine:
             o.alerts += s.alarms.finish(real_end)
             o.finished = True
         fs = s.hello.sample_rate
+        now, raised = iso(utcnow()), set()
         for a in o.alerts:
+            if a["seq"] == 1:  # wall clock of the raise (kept by the later transitions): time to acknowledgement
+                _stamp(s.alarms, a, raised_at=now, acknowledged_at=None, acknowledged_by=None)
+                raised.add(a["alert_id"])
+            elif a["alert_id"] in raised:  # raised and cleared in one tick
+                a.update(raised_at=now, acknowledged_at=None, acknowledged_by=None)
             o.messages.append(orjson.dumps({"type": "alert", "alert": a}))
             if a["seq"] == 1:
                 first, data = s.strip(a["onset_sample"] - int(STRIP_PRE_S * fs), real_end)
@@ -358,6 +371,28 @@ class Engine:
             if (s.status is Status.DETACHED and not s.pending_n and not s.snapshot_due
                     and now - s.detached_at > self.settings.detach_timeout):
                 await self._release(s)
+
+
+def _state_alert(alarms, alert_id: str) -> dict | None:
+    """The alarm engine's own copy of an alert (later transitions are copies of it), or None."""
+    conds = list(alarms.state["kinds"].values()) + ([alarms.state["loss"]] if alarms.state["loss"] else [])
+    return next((c["alert"] for c in conds if c["alert"] is not None and c["alert"]["alert_id"] == alert_id), None)
+
+
+def _stamp(alarms, alert: dict, **fields: Any) -> None:
+    """Add wall-clock fields to a transition and to the alarm state, so later transitions keep them."""
+    alert.update(fields)
+    held = _state_alert(alarms, alert["alert_id"])
+    if held is not None:
+        held.update(fields)
+
+
+def _acknowledge(alarms, alert_id: str, at: str, by: str | None) -> dict | None:
+    """Worker thread: the alarm engine's ack transition, stamped with when and by whom."""
+    alert = alarms.acknowledge(alert_id)
+    if alert is not None:
+        _stamp(alarms, alert, acknowledged_at=at, acknowledged_by=by)
+    return alert
 
 
 def _pad(s: Session, y: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -22,3 +22,11 @@ ALERTS = Counter("vigil_alerts_total", "Alert transitions published", ["kind", "
 ERRORS = Counter("vigil_errors_total", "Protocol errors sent to clients", ["code"])
 SNAPSHOT = Histogram("vigil_snapshot_seconds", "Writing a tick's session snapshots to Redis", buckets=_LATENCY)
 PENDING = Gauge("vigil_pending_samples", "Received samples not yet processed")
+BUS_PUBLISH = Histogram("vigil_bus_publish_seconds",
+                        "Publishing a batch of alert transitions to Redis (XADD to the stream + PUBLISH live)",
+                        buckets=_LATENCY)
+BUS_PUBLISH_ERRORS = Counter("vigil_bus_publish_errors_total",
+                             "Alert transitions Redis failed to take, by operation (xadd: the stream, publish: "
+                             "the live channel)", ["operation"])
+for _op in ("xadd", "publish"):  # export both series at 0, so a rule can tell "no failures" from "no data"
+    BUS_PUBLISH_ERRORS.labels(_op)

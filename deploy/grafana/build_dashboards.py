@@ -69,7 +69,6 @@ def dashboard(uid: str, title: str, description: str, panels: list[dict], templa
 
 def operations() -> dict:
     instance = {"name": "instance", "label": "replica", "type": "query", "datasource": PROM,
-                "definition": 'label_values(up{job="vigil"}, instance)',
                 "query": {"query": 'label_values(up{job="vigil"}, instance)', "refId": "instance"},
                 "includeAll": True, "multi": True, "allValue": ".*", "refresh": 2,
                 "current": {"text": "All", "value": "$__all"}, "sort": 1}
@@ -118,6 +117,15 @@ def operations() -> dict:
         timeseries("Snapshot write latency (Redis)", "Writing one tick's session snapshots to Redis "
                    "(vigil_snapshot_seconds), p50 and p99: the Redis round trip every ack waits for.", "s",
                    [(q(0.5, "vigil_snapshot_seconds"), "p50"), (q(0.99, "vigil_snapshot_seconds"), "p99")]),
+        timeseries("Redis publish latency", "Publishing one tick's alert transitions to Redis: XADD to the "
+                   "vigil:alerts stream and PUBLISH on vigil:alerts:live in one round trip "
+                   "(vigil_bus_publish_seconds), p50 and p99; REST acknowledgements included.", "s",
+                   [(q(0.5, "vigil_bus_publish_seconds"), "p50"), (q(0.99, "vigil_bus_publish_seconds"), "p99")]),
+        timeseries("Redis publish failures per minute", "Alert transitions Redis did not take "
+                   "(vigil_bus_publish_errors_total), per minute, by operation: xadd = the at-least-once stream, "
+                   "publish = the live channel; alert VigilRedisPublishFailing fires on any.", "cpm",
+                   [(f"sum by (operation) (rate(vigil_bus_publish_errors_total{{{SEL}}}[$__rate_interval])) * 60",
+                     "{{operation}}")], stack=True),
         timeseries("Pending samples", "Received samples not yet processed, per replica "
                    "(vigil_pending_samples): a backlog that keeps growing means the replica is behind.",
                    "short", [(f"sum by (instance) (vigil_pending_samples{{{SEL}}})", "{{instance}}")]),
@@ -138,7 +146,6 @@ LATEST = """WITH latest AS (
 
 def clinical() -> dict:
     session = {"name": "session", "label": "session", "type": "query", "datasource": PG,
-               "definition": "SELECT session_id FROM sessions ORDER BY started_at DESC LIMIT 500",
                "query": "SELECT session_id FROM sessions ORDER BY started_at DESC LIMIT 500",
                "refresh": 2, "includeAll": False, "multi": False}
     panels = [
@@ -166,22 +173,33 @@ def clinical() -> dict:
                          l.alert_id
                   FROM latest l WHERE l.session_id = '$session'
                   ORDER BY (l.b->>'onset_sample')::bigint, l.alert_id"""),
-        sql_table("Acknowledgement", "Per alarm: whether it was acknowledged, after how many transitions, and for "
-                  "alarms still active and unacknowledged how long they have waited since onset. The history "
-                  "stores no wall-clock time of the acknowledgement itself, so an exact time to "
-                  "acknowledgement is not available yet.", "s",
-                  f"""{LATEST}
-                  SELECT l.session_id, l.b->>'kind' AS kind, l.b->>'priority' AS priority,
-                         (l.b->>'onset_time')::timestamptz AS onset, (l.b->>'acknowledged')::boolean AS acknowledged,
-                         (SELECT MIN(x.seq) FROM alerts x WHERE x.alert_id = l.alert_id
-                            AND (x.body::jsonb->>'acknowledged')::boolean) AS "acknowledged at transition",
-                         CASE WHEN l.b->>'state' = 'active' AND NOT (l.b->>'acknowledged')::boolean
-                              THEN EXTRACT(EPOCH FROM now() - (l.b->>'onset_time')::timestamptz) END
-                           AS "awaiting acknowledgement",
-                         l.alert_id
-                  FROM latest l
-                  WHERE NOT COALESCE((l.b->'evidence'->>'suppressed')::boolean, false)
-                  ORDER BY onset DESC, l.alert_id LIMIT 500"""),
+        sql_table("Time to acknowledgement", "Per alarm, newest first: when it was raised and acknowledged "
+                  "(wall clock of the replica, alert fields raised_at and acknowledged_at), by whom, the time to "
+                  "acknowledgement in seconds, and for alarms still active and unacknowledged how long they have "
+                  "waited. Alarms raised before raised_at was recorded fall back to the signal time of the raise.",
+                  "s",
+                  f"""{LATEST},
+                  stamps AS (
+                    SELECT x.alert_id, MIN(x.body::jsonb->>'raised_at') AS raised_at,
+                           MIN(x.body::jsonb->>'acknowledged_at') AS acknowledged_at,
+                           MIN(x.body::jsonb->>'acknowledged_by') AS acknowledged_by
+                    FROM alerts x GROUP BY x.alert_id),
+                  acks AS (
+                    SELECT l.*, st.acknowledged_by, st.acknowledged_at::timestamptz AS acked,
+                           COALESCE(st.raised_at::timestamptz,
+                                    (l.b->>'onset_time')::timestamptz + make_interval(secs =>
+                                      ((l.b->>'raised_sample')::bigint - (l.b->>'onset_sample')::bigint)
+                                      / s.sample_rate)) AS raised
+                    FROM latest l JOIN stamps st ON st.alert_id = l.alert_id
+                    JOIN sessions s ON s.session_id = l.session_id
+                    WHERE NOT COALESCE((l.b->'evidence'->>'suppressed')::boolean, false))
+                  SELECT session_id, b->>'kind' AS kind, b->>'priority' AS priority, raised,
+                         acked AS "acknowledged at", acknowledged_by AS "acknowledged by",
+                         EXTRACT(EPOCH FROM acked - raised) AS "time to acknowledgement",
+                         CASE WHEN b->>'state' = 'active' AND NOT (b->>'acknowledged')::boolean
+                              THEN EXTRACT(EPOCH FROM now() - raised) END AS "awaiting acknowledgement",
+                         alert_id
+                  FROM acks ORDER BY raised DESC, alert_id LIMIT 500"""),
         sql_table("Suppressed conditions by kind", "Conditions the alarm engine detected but suppressed (kept in "
                   "history, not published), against all conditions of that kind, with the latest suppressed "
                   "onset.", "short",
@@ -201,7 +219,7 @@ def clinical() -> dict:
     panels[3]["gridPos"] = {"h": 9, "w": 8, "x": 16, "y": 18}
     return dashboard("vigil-clinical", "Vigil / Clinical alarms",
                      "Alarms from the PostgreSQL session history: active alarms, per-session timeline, "
-                     "acknowledgement and suppression.", layout(panels), [session], "30s")
+                     "time to acknowledgement and suppression.", layout(panels), [session], "30s")
 
 
 DASHBOARDS = {"operations.json": operations, "clinical.json": clinical}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
 
 from service.auth import require_token
 
@@ -74,10 +75,19 @@ async def get_strip(request: Request, alert_id: str) -> dict:
     return {"first_sample": first, "sample_rate": rate, "channels": channels, "units": units, "data": x.tolist()}
 
 
+class Ack(BaseModel):
+    """Optional body of an acknowledgement."""
+
+    by: str | None = Field(None, max_length=200, description="Who acknowledged (user or station), stored as "
+                                                                 "the alert's acknowledged_by")
+
+
 @v1.post("/alerts/{alert_id}/ack")
-async def ack_alert(request: Request, alert_id: str) -> dict:
-    """Acknowledge an alert (a new transition with acknowledged: true)."""
-    alert = await request.app.state.engine.acknowledge(alert_id)
+async def ack_alert(request: Request, alert_id: str, body: Ack | None = None) -> dict:
+    """Acknowledge an alert: a new transition with acknowledged: true, acknowledged_at (wall clock,
+    ISO 8601 UTC) and acknowledged_by (from the optional body). Acknowledging an acknowledged alert
+    returns its latest state unchanged."""
+    alert = await request.app.state.engine.acknowledge(alert_id, body.by if body else None)
     if alert is None:
         raise HTTPException(404, f"Unknown alert_id: {alert_id!r}")
     return alert

@@ -94,13 +94,14 @@ async def replay(server: H.Server, x, fs: float, channels: list[str]) -> dict:
         reader = asyncio.create_task(H.collect(ws, run_b))
         for msg in frames(b, 24.0, 40.0)(0):
             await ws.send(msg)
-        for _ in range(400):
-            if any(al["state"] == "active" for al in run_b.alerts):
+        for _ in range(400):  # the leads-off alarm (it lasts to the end, so it is still held when acked)
+            if any(al["state"] == "active" and al["kind"] == "signal_loss" for al in run_b.alerts):
                 break
             await asyncio.sleep(0.05)
-        active = next(al for al in run_b.alerts if al["state"] == "active")
+        active = next(al for al in run_b.alerts if al["state"] == "active" and al["kind"] == "signal_loss")
         async with httpx.AsyncClient() as client:
-            r = await client.post(f"{server.url}/v1/alerts/{active['alert_id']}/ack", timeout=10)
+            r = await client.post(f"{server.url}/v1/alerts/{active['alert_id']}/ack", json={"by": "deploy-test"},
+                                  timeout=10)
             assert r.status_code == 200, r.text
             acked = r.json()
         target = (len(b) // int(4 * fs)) * int(4 * fs)
@@ -165,9 +166,16 @@ def test_replay_raised_acknowledged_and_cleared_alarms(stack):
     assert ("signal_loss", "active") in kinds_a and ("signal_loss", "cleared") in kinds_a
     acked = stack["acked"].get("alert", stack["acked"])
     assert acked["acknowledged"] is True and acked["session_id"] == stack["b"]
+    assert acked["acknowledged_by"] == "deploy-test" and acked["acknowledged_at"].endswith("Z")
+    assert acked["raised_at"] <= acked["acknowledged_at"]  # both wall clock, ISO 8601 UTC
+    # the ack transition reached the monitor still connected to this replica (DESIGN §2: every transition)
+    pushed = [al for al in stack["run_b"].alerts if al["alert_id"] == acked["alert_id"] and al["acknowledged"]]
+    assert pushed, [(a["alert_id"], a["seq"], a["state"], a["acknowledged"]) for a in stack["run_b"].alerts]
+    assert pushed[0]["seq"] == acked["seq"] and pushed[0]["acknowledged_at"] == acked["acknowledged_at"]
     assert stack["bad"]["code"] == "bad_hello"
     metrics = httpx.get(stack["server"].url + "/metrics").text
-    for name in ("vigil_alerts_total", "vigil_errors_total", "vigil_frame_to_prediction_seconds_bucket"):
+    for name in ("vigil_alerts_total", "vigil_errors_total", "vigil_frame_to_prediction_seconds_bucket",
+                 "vigil_bus_publish_seconds_bucket", "vigil_bus_publish_errors_total"):
         assert f"\n{name}" in metrics
 
 
@@ -226,3 +234,7 @@ def test_clinical_panel_sql_returns_rows_from_postgresql(stack, title, sql):
     if title.startswith("Active alarms"):
         assert {r["session_id"] for r in rows} == {stack["b"]}
         assert rows[0]["kind"] == "signal_loss" and rows[0]["acknowledged"] is True
+    if title == "Time to acknowledgement":
+        acked = stack["acked"].get("alert", stack["acked"])
+        row = next(r for r in rows if r["alert_id"] == acked["alert_id"])
+        assert row["acknowledged by"] == "deploy-test" and row["time to acknowledgement"] >= 0

@@ -57,5 +57,5 @@ def test_rules_have_severity_and_annotations():
 def test_service_alerts_cover_the_issue():
     names = {r["alert"] for r in rules()}
     for want in ("VigilTargetDown", "VigilFrameToPredictionLatencyHigh", "VigilRedisSnapshotsStalled",
-                 "VigilProtocolErrorRateHigh", "VigilNoSessions"):
+                 "VigilProtocolErrorRateHigh", "VigilNoSessions", "VigilRedisPublishFailing"):
         assert want in names
