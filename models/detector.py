@@ -39,6 +39,10 @@ class EpisodeDetector:
     join_gap_s: float = 0.0
     smooth_s: float = 0.0
 
+    def smooth_steps(self, output_rate: float) -> int:
+        """Tokens in the causal moving average of :meth:`smooth` (1: none)."""
+        return max(1, int(round(self.smooth_s * output_rate)))
+
     def smooth(self, probs: np.ndarray, output_rate: float) -> np.ndarray:
         """(n,) causal moving average of (n,) probabilities over ``smooth_s`` seconds."""
         p = np.asarray(probs, np.float64)

@@ -1,6 +1,12 @@
-"""A first alert rule: per-label thresholds with hysteresis and a minimum duration, plus
-``signal_loss`` from lost-sample stretches. It produces DESIGN §3 alert objects with
-deterministic ids; the full clinical alarm engine replaces this module.
+"""A first alert rule: per-label episode detectors run causally, plus ``signal_loss`` from
+lost-sample stretches. It produces DESIGN §3 alert objects with deterministic ids; the full
+clinical alarm engine replaces this module.
+
+The label rules are the detectors training fitted on validation (``meta["detectors"]``, see
+:mod:`models.detector`), so the alerts raised are the episodes ``vigil evaluate`` scores: a causal
+moving average over ``smooth_s``, an alert once the smoothed probability has been >= threshold for
+``min_duration_s`` (onset at the start of that stretch, across joined gaps), cleared once it has
+been below for ``join_gap_s`` (end at the first sample below). An untrained model gets ``RULES``.
 
 All state is JSON (it travels in the session snapshot), and every sample index it reports is a
 function of the signal alone, never of how it was chunked.
@@ -9,31 +15,53 @@ function of the signal alone, never of how it was chunked.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
 
+from models.detector import EpisodeDetector
 from service import constants as C
 
 
 @dataclass(frozen=True)
 class LabelRule:
-    """Raise ``kind`` when a label's probability stays >= ``on`` (then >= ``off``) for ``min_s``."""
+    """Raise ``kind`` once a label's smoothed probability has been >= ``on`` (then >= ``off``)
+    for ``min_s``; clear once it has been below ``off`` for ``gap_s``."""
 
     label: str
     kind: str
     on: float
     off: float
     min_s: float
+    gap_s: float = 0.0
+    smooth_s: float = 0.0
 
 
+# Label -> alert kind, and the defaults of an untrained model (no fitted detectors).
 RULES: dict[str, tuple[LabelRule, ...]] = {
     "ecg": (LabelRule("af", "af", 0.7, 0.5, 10.0), LabelRule("vt", "vt", 0.7, 0.5, 1.5),
             LabelRule("vf", "vf", 0.7, 0.5, 2.0), LabelRule("noise", "artifact", 0.8, 0.6, 5.0)),
     "eeg": (LabelRule("seizure", "seizure", 0.7, 0.5, 5.0), LabelRule("artifact", "artifact", 0.8, 0.6, 5.0)),
 }
+
+
+def label_rules(modality: str, detectors: dict[str, EpisodeDetector] | None = None) -> list[LabelRule]:
+    """The modality's rules, with the fitted detector's parameters where there is one."""
+    out = []
+    for r in RULES[modality]:
+        d = (detectors or {}).get(r.label)
+        out.append(r if d is None else replace(r, on=d.threshold, off=d.threshold, min_s=d.min_duration_s,
+                                               gap_s=d.join_gap_s, smooth_s=d.smooth_s))
+    return out
+
+
+def _steps(seconds: float, rate: float) -> int:
+    """Whole output steps covering ``seconds`` (at least one)."""
+    return max(1, math.ceil(round(seconds * rate, 9)))
+
+
 LOSS_MIN_S = 1.0    # lost signal for this long raises signal_loss
 LOSS_CLEAR_S = 1.0  # valid signal for this long clears it
 FLAT_S = 1.0        # identical values for this long are a flat line
@@ -55,14 +83,17 @@ class Alarms:
     """Alarm state of one session; each ``on_*`` call returns the transitions it caused."""
 
     def __init__(self, ctx: AlertContext, labels: tuple[str, ...], output_rate: float,
-                 state: dict[str, Any] | None = None):
+                 state: dict[str, Any] | None = None, detectors: dict[str, EpisodeDetector] | None = None):
         self.ctx = ctx
         self.labels = labels
-        self.rules = [(r, labels.index(r.label), max(1, math.ceil(r.min_s * output_rate)))
-                      for r in RULES[ctx.modality] if r.label in labels]
-        self._floor = min((r.on for r, _, _ in self.rules), default=math.inf)
-        # kinds: kind -> {"onset", "steps", "alert" (dict or None)}; loss: current condition or None
-        self.state: dict[str, Any] = state or {"kinds": {}, "loss": None}
+        # (rule, label column, min steps, gap steps, smoothing window steps)
+        self.rules = [(r, labels.index(r.label), _steps(r.min_s, output_rate), _steps(r.gap_s, output_rate),
+                       EpisodeDetector(r.label, smooth_s=r.smooth_s).smooth_steps(output_rate))
+                      for r in label_rules(ctx.modality, detectors) if r.label in labels]
+        self._floor = min((r.on for r, *_ in self.rules), default=math.inf)
+        # kinds: kind -> {"onset", "steps" (since onset), "below" (steps), "end", "alert" (dict or None)};
+        # smooth: label -> last probabilities of its moving average; loss: current condition or None
+        self.state: dict[str, Any] = state or {"kinds": {}, "loss": None, "smooth": {}}
         self.start_time: datetime | None = None
 
     # ------------------------------------------------------------------ rules
@@ -70,27 +101,41 @@ class Alarms:
     def on_steps(self, starts: np.ndarray, samples: np.ndarray, probs: np.ndarray,
                  attribution: np.ndarray) -> list[dict]:
         """Run the label rules over output steps (first and last input sample, probs (n, L))."""
-        kinds = self.state["kinds"]
-        if not kinds and (len(probs) == 0 or probs.max() < self._floor):
+        kinds, smooth = self.state["kinds"], self.state.setdefault("smooth", {})
+        if not kinds and (len(probs) == 0 or max([probs.max(initial=0.0)] + [max(w, default=0.0)
+                                                 for w in smooth.values()]) < self._floor):
+            # nothing can start: a mean is never above its largest value; just move the windows
+            for rule, j, _, _, k in self.rules:
+                if k > 1:
+                    smooth[rule.label] = (smooth.get(rule.label, []) + probs[-k:, j].tolist())[-k:]
             return []
         out = []
         for i in range(len(probs)):
-            for rule, j, min_steps in self.rules:
+            for rule, j, min_steps, gap_steps, k in self.rules:
                 p = float(probs[i, j])
+                if k > 1:  # causal moving average over the last k steps (exact, order-independent)
+                    w = smooth[rule.label] = (smooth.get(rule.label, []) + [p])[-k:]
+                    p = math.fsum(w) / len(w)
                 st = kinds.get(rule.kind)
                 if st is None:
                     if p < rule.on:
                         continue
-                    st = kinds[rule.kind] = {"onset": int(starts[i]), "steps": 0, "alert": None}
+                    st = kinds[rule.kind] = {"onset": int(starts[i]), "steps": 0, "below": 0, "end": None,
+                                             "alert": None}
+                st["steps"] += 1
                 if p >= rule.off:
-                    st["steps"] += 1
+                    st["below"], st["end"] = 0, None
                     if st["alert"] is None and st["steps"] >= min_steps:
                         st["alert"] = self._raise(rule.kind, st["onset"], int(samples[i]), p, probs[i], attribution[i])
                         out.append(dict(st["alert"]))
                 else:
-                    if st["alert"] is not None:
-                        out.append(self._clear(st["alert"], int(starts[i])))
-                    del kinds[rule.kind]
+                    st["below"] = st.get("below", 0) + 1
+                    if st.get("end") is None:
+                        st["end"] = int(starts[i])
+                    if st["below"] >= gap_steps:
+                        if st["alert"] is not None:
+                            out.append(self._clear(st["alert"], st["end"]))
+                        del kinds[rule.kind]
         return out
 
     def on_loss(self, stretches: list[tuple[int, int, int]], end: int) -> list[dict]:
@@ -124,7 +169,7 @@ class Alarms:
         active = [st["alert"] for st in self.state["kinds"].values() if st["alert"] is not None]
         if self.state["loss"] is not None and self.state["loss"]["alert"] is not None:
             active.append(self.state["loss"]["alert"])
-        self.state = {"kinds": {}, "loss": None}
+        self.state = {"kinds": {}, "loss": None, "smooth": {}}
         return [self._clear(a, end_sample) for a in active]
 
     def acknowledge(self, alert_id: str) -> dict | None:

@@ -9,6 +9,7 @@ import torch
 
 from models.checkpoint import load_model
 from models.config import ModelConfig, ecg_config, eeg_config
+from models.detector import EpisodeDetector, detectors_from_meta
 from models.network import Network
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,12 @@ class ServedModel:
     @property
     def config(self) -> ModelConfig:
         return self.network.config
+
+    @property
+    def detectors(self) -> dict[str, EpisodeDetector] | None:
+        """Episode detectors fitted in training (``meta["detectors"]``); None for an untrained model."""
+        meta = getattr(self.network, "meta", None)
+        return detectors_from_meta(meta, self.config.labels) if meta and "detectors" in meta else None
 
     def channel_index(self, channels: tuple[str, ...]) -> list[int]:
         """Which hello channels feed the model: all for EEG; the preferred leads for ECG."""

@@ -54,7 +54,7 @@ class Session:
                                cfg.abs_limit_uv / UNIT_SCALE[hello.units])
         ctx = AlertContext(hello.session_id, hello.patient_id, hello.modality, hello.sample_rate,
                            self.channels, {"name": model.name, "version": model.version})
-        self.alarms = Alarms(ctx, cfg.labels, cfg.output_rate)
+        self.alarms = Alarms(ctx, cfg.labels, cfg.output_rate, detectors=model.detectors)
         self.pre_state: PreprocessState = self.pre.init_state()
         self.quality_state: QualityState = self.quality.init_state()
         self.n_steps = 0

@@ -1,10 +1,13 @@
-"""The first alert rule and the lost-signal detector: ids, hysteresis, chunk invariance."""
+"""The first alert rule and the lost-signal detector: ids, hysteresis, fitted detectors, chunk invariance."""
 
 from __future__ import annotations
 
 import numpy as np
+import orjson
+import pytest
 
-from service.alerts import AlertContext, Alarms
+from models.detector import EpisodeDetector, detectors_from_meta
+from service.alerts import RULES, AlertContext, Alarms, LabelRule, label_rules
 from service.quality import Quality
 
 CTX = AlertContext("bed-1", "p-9", "ecg", 360.0, ("MLII", "V1"), {"name": "vigil-ecg", "version": "t"})
@@ -40,7 +43,7 @@ def test_finish_clears_active_and_drops_pending():
     alarms.state["kinds"]["vt"] = {"onset": 5, "steps": 1, "alert": None}
     out = alarms.finish(9999)
     assert [(a["kind"], a["state"], a["end_sample"]) for a in out] == [("af", "cleared", 9999)]
-    assert alarms.state == {"kinds": {}, "loss": None}
+    assert alarms.state == {"kinds": {}, "loss": None, "smooth": {}}
 
 
 def test_signal_loss_is_chunk_invariant(rng):
@@ -66,3 +69,90 @@ def test_signal_loss_is_chunk_invariant(rng):
                      ("bed-1:signal_loss:7000", 1, 7359, None), ("bed-1:signal_loss:7000", 2, 7359, 9500)]
     for k in (1, 7, 300):
         assert run(np.sort(rng.choice(np.arange(1, n), size=n // (10 * k) or 1, replace=False)).tolist()) == whole
+
+
+# ---------------------------------------------------------------- rules from fitted detectors
+
+META = {"detectors": {
+    "normal": {"label": "normal", "threshold": 0.3, "min_duration_s": 5.0, "join_gap_s": 2.0, "smooth_s": 2.0},
+    "af": {"label": "af", "threshold": 0.575, "min_duration_s": 20.0, "join_gap_s": 10.0, "smooth_s": 10.0},
+    "noise": {"label": "noise", "threshold": 0.8, "min_duration_s": 2.0, "join_gap_s": 1.0, "smooth_s": 1.0}}}
+
+
+@pytest.mark.parametrize("modality, detectors, expected", [
+    ("ecg", None, list(RULES["ecg"])),
+    ("eeg", {}, list(RULES["eeg"])),
+    ("ecg", detectors_from_meta(META, LABELS), [   # vt, vf missing from meta: the detector defaults
+        LabelRule("af", "af", 0.575, 0.575, 20.0, 10.0, 10.0), LabelRule("vt", "vt", 0.5, 0.5, 1.0, 1.0, 0.5),
+        LabelRule("vf", "vf", 0.5, 0.5, 3.0, 2.0, 2.0), LabelRule("noise", "artifact", 0.8, 0.8, 2.0, 1.0, 1.0)]),
+    ("eeg", {"seizure": EpisodeDetector("seizure", 0.35, 3.0, 5.0, 2.0)},
+     [LabelRule("seizure", "seizure", 0.35, 0.35, 3.0, 5.0, 2.0), RULES["eeg"][1]]),
+])
+def test_rules_from_detectors(modality, detectors, expected):
+    """Fitted detectors replace the defaults label by label; kinds stay; ``normal`` raises nothing."""
+    assert label_rules(modality, detectors) == expected
+
+
+def run_af(det: EpisodeDetector | None, p: list[float], bounds=(), restore=False):
+    """Alerts of an af-only probability track fed in chunks split at ``bounds`` (optionally with
+    the state round-tripped through JSON at each boundary, as a snapshot would)."""
+    starts, samples, probs, attr = steps(p)
+    dets = {"af": det} if det else None
+    alarms, out, state = Alarms(CTX, LABELS, 10.0, detectors=dets), [], None
+    edges = [0, *bounds, len(p)]
+    for a, b in zip(edges[:-1], edges[1:]):
+        if restore and state is not None:
+            alarms = Alarms(CTX, LABELS, 10.0, state=orjson.loads(state), detectors=dets)
+        out += alarms.on_steps(starts[a:b], samples[a:b], probs[a:b], attr[a:b])
+        state = orjson.dumps(alarms.state)
+    out += alarms.finish(int(samples[-1]) + 1)
+    return out
+
+
+def episodes(alerts: list[dict]) -> list[tuple[int, int]]:
+    return [(a["onset_sample"], a["end_sample"]) for a in alerts if a["state"] == "cleared"]
+
+
+DET = EpisodeDetector("af", 0.6, min_duration_s=2.0, join_gap_s=1.0, smooth_s=0.5)   # 20 / 10 / 5 steps
+
+
+@pytest.mark.parametrize("det, p, expected", [
+    # min duration: 15 steps above is too short; 30 raise, onset at the stretch start
+    (EpisodeDetector("af", 0.6, 2.0), [0.1] * 10 + [0.9] * 15 + [0.1] * 10 + [0.9] * 30 + [0.1] * 5, [(35, 65)]),
+    # join gap: 12 + (9 below) + 12 steps join into one 33-step episode; a 10-step gap does not join
+    (EpisodeDetector("af", 0.6, 2.0, 1.0), [0.9] * 12 + [0.1] * 9 + [0.9] * 12 + [0.1] * 10 + [0.9] * 12 + [0.1] * 10,
+     [(0, 33)]),
+    # smoothing: alternating 1/0.4 averages 0.7 over 5 steps, above 0.6 though half the raw steps are not;
+    # the average falls below 0.6 one step into the 0.5 stretch, not at its start
+    (EpisodeDetector("af", 0.6, 2.0, 0.0, 0.5), [0.0] * 10 + [1.0, 0.4] * 20 + [0.5] * 20, [(14, 51)]),
+    # all three: smoothed runs of 6 and 9 steps (each shorter than 20) 7 steps apart join into 23
+    (DET, [0.0] * 10 + [1.0, 0.4] * 5 + [0.0] * 4 + [0.9] * 12 + [0.0] * 30, [(14, 37)]),
+])
+def test_fitted_detector_semantics(det, p, expected):
+    """The streaming rule raises exactly the episodes :meth:`EpisodeDetector.detect` finds."""
+    assert det.detect(np.array(p, np.float32), 10.0) == expected
+    starts, *_ = steps(p)
+    out = run_af(det, p)
+    assert episodes(out) == [(int(starts[s]), int(starts[e])) for s, e in expected]
+    assert all(a["alert_id"] == f"bed-1:af:{a['onset_sample']}" for a in out)
+
+
+def test_fitted_detector_matches_evaluate_on_random_tracks(rng):
+    p = np.repeat(rng.random(300), rng.integers(1, 25, 300)).astype(np.float32).tolist()
+    starts, *_ = steps(p)
+    bounds = [int(starts[k]) for k in range(len(p))] + [int(starts[-1]) + 36]
+    for det in (DET, EpisodeDetector("af", 0.55, 3.0, 2.0, 1.0), EpisodeDetector("af", 0.5, 0.5)):
+        want = [(bounds[s], bounds[e]) for s, e in det.detect(np.array(p), 10.0)]
+        assert len(want) >= 3 and episodes(run_af(det, p)) == want
+
+
+@pytest.mark.parametrize("restore", [False, True])
+def test_fitted_detector_chunk_invariance_and_snapshot(rng, restore):
+    """Any chunking, with or without a JSON snapshot/restore at every boundary (mid-window,
+    mid-episode, mid-gap), gives the same transitions."""
+    p = np.round(np.clip(np.repeat(rng.random(120), rng.integers(1, 30, 120)), 0, 1), 4).tolist()
+    whole = run_af(DET, p)
+    assert len(whole) >= 4
+    for k in (1, 3, 40):
+        bounds = np.sort(rng.choice(np.arange(1, len(p)), size=len(p) // k - 1, replace=False)).tolist()
+        assert run_af(DET, p, bounds, restore) == whole
