@@ -140,6 +140,21 @@ async def collect(ws, run: Run) -> None:
     run.close = ws.close_code
 
 
+async def open_stream(ws_url: str, hi: dict, x: np.ndarray, upto: int, chunk: int = 90):
+    """Connect, say hello, start collecting replies, send x[:upto] in frames, and leave the socket
+    open: returns (ws, run, reader task)."""
+    import websockets
+
+    run = Run()
+    ws = await websockets.connect(ws_url)
+    await ws.send(orjson.dumps(hi).decode())
+    run.ready = orjson.loads(await asyncio.wait_for(ws.recv(), 30))
+    reader = asyncio.create_task(collect(ws, run))
+    for i in range(0, upto, chunk):
+        await ws.send(binary_frame(i, x[i:i + chunk]))
+    return ws, run, reader
+
+
 async def stream(ws_url: str, hi: dict, x: np.ndarray, chunk: int, *, end: bool = True, start: int | None = None,
                  frames=None, stop_after: int | None = None) -> Run:
     """Stream x (t, c) in frames of ``chunk`` (or the given frame iterator); collect replies until the

@@ -8,7 +8,7 @@ import httpx
 import numpy as np
 import orjson
 import redis.asyncio as aioredis
-from service_harness import HEADER, Run, binary_frame, collect, hello, reference, stream, unique
+from service_harness import HEADER, binary_frame, hello, open_stream, reference, stream, unique
 
 from service import constants as C
 
@@ -163,18 +163,10 @@ async def test_int16_frames(sqlite_server, ecg_203):
 
 
 async def test_takeover_and_ended(sqlite_server, ecg_203):
-    import websockets
-
     x, fs, leads = ecg_203
     x = x[: int(8 * fs)]
     sid = unique("takeover")
-    first = Run()
-    ws_a = await websockets.connect(sqlite_server.ws)
-    await ws_a.send(orjson.dumps(hello(sid, fs, leads)).decode())
-    first.ready = orjson.loads(await asyncio.wait_for(ws_a.recv(), 30))
-    reader_a = asyncio.create_task(collect(ws_a, first))
-    for i in range(0, int(3 * fs), 90):
-        await ws_a.send(binary_frame(i, x[i:i + 90]))
+    ws_a, first, reader_a = await open_stream(sqlite_server.ws, hello(sid, fs, leads), x, int(3 * fs))
     second = await stream(sqlite_server.ws, hello(sid, fs, leads), x, 90)
     await asyncio.wait_for(reader_a, 10)
     assert first.errors[-1]["code"] == C.TAKEN_OVER and first.close == 4409

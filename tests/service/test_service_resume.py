@@ -6,9 +6,7 @@ import asyncio
 import signal
 
 import numpy as np
-import orjson
-import websockets
-from service_harness import Run, binary_frame, collect, hello, reference, stream, unique
+from service_harness import hello, open_stream, reference, stream, unique
 from test_api_stream import with_dropout
 
 
@@ -18,13 +16,7 @@ async def test_resume_after_sigkill(make_server, tmp_path, ecg_203):
     sid = unique("crash")
     a = make_server(data_dir=tmp_path)
 
-    before = Run()
-    ws = await websockets.connect(a.ws)
-    await ws.send(orjson.dumps(hello(sid, fs, leads)).decode())
-    before.ready = orjson.loads(await asyncio.wait_for(ws.recv(), 30))
-    reader = asyncio.create_task(collect(ws, before))
-    for i in range(0, int(15 * fs), 90):
-        await ws.send(binary_frame(i, x[i:i + 90]))
+    ws, before, reader = await open_stream(a.ws, hello(sid, fs, leads), x, int(15 * fs))
     for _ in range(600):
         if before.acks and before.acks[-1] >= 12 * fs:
             break
