@@ -25,6 +25,11 @@ from models.detector import EpisodeDetector
 from service import constants as C
 
 
+def iso(t: datetime | None) -> str | None:
+    """ISO 8601 UTC with milliseconds and a Z, the time format of alerts and sessions."""
+    return t.isoformat(timespec="milliseconds").replace("+00:00", "Z") if t else None
+
+
 @dataclass(frozen=True)
 class LabelRule:
     """Raise ``kind`` once a label's smoothed probability has been >= ``on`` (then >= ``off``)
@@ -187,8 +192,7 @@ class Alarms:
     def _time(self, sample: int | None) -> str | None:
         if sample is None or self.start_time is None:
             return None
-        t = self.start_time + timedelta(seconds=sample / self.ctx.sample_rate)
-        return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        return iso(self.start_time + timedelta(seconds=sample / self.ctx.sample_rate))
 
     def _raise(self, kind: str, onset: int, raised: int, confidence: float,
                probs: np.ndarray | None, attribution: np.ndarray | None) -> dict:

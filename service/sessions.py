@@ -21,7 +21,7 @@ import orjson
 from models.preprocess import UNIT_SCALE, PreprocessState, Preprocessor
 from models.state import StatePool, arrays_to_bytes, state_from_arrays, state_to_arrays
 from service import constants as C
-from service.alerts import FLAT_S, AlertContext, Alarms
+from service.alerts import FLAT_S, AlertContext, Alarms, iso
 from service.protocol import Frame, Hello, invalid, parse_hello, parse_time
 from service.quality import Quality, QualityState
 from service.registry import ServedModel
@@ -35,10 +35,6 @@ class Status(StrEnum):
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def iso(t: datetime | None) -> str | None:
-    return t.isoformat(timespec="milliseconds").replace("+00:00", "Z") if t else None
 
 
 class Session:

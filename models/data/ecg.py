@@ -29,6 +29,8 @@ from pathlib import Path
 import numpy as np
 import wfdb
 
+from models.preprocess import UNIT_SCALE
+
 from .labels import BEAT_SYMBOLS, RHYTHM_SYMBOL, RHYTHM_VF
 from .recording import Recording
 
@@ -46,7 +48,7 @@ NSTDB_NOISE_START_S = 300.0  # first noise block starts at 5:00
 NSTDB_BLOCK_S = 120.0  # noise and clean blocks alternate every 2 min
 NSTDB_NOISE_RECORDS = ("bw", "ma", "em")  # baseline wander, muscle artefact, electrode motion
 
-_UNIT_TO_UV = {"mV": 1e3, "uV": 1.0, "µV": 1.0, "V": 1e6}
+_UNIT_TO_UV = {**UNIT_SCALE, "µV": 1.0}  # WFDB headers also write µV
 _SUFFIXES = (".hea", ".dat", ".mat", ".atr")
 _EXCERPT_TAG = "vigil-excerpt"
 
