@@ -71,6 +71,9 @@ class TrainSettings:
         At most this many CinC 2017 records per class and split part.
     model : dict
         Overrides of the modality's :class:`ModelConfig`.
+    device : str
+        Torch device of the optimisation loop (``cpu``, or ``cuda`` where one exists); the
+        validation step and the saved checkpoint are on the CPU either way.
     """
 
     modality: str
@@ -84,6 +87,7 @@ class TrainSettings:
     data: str = "datasets"
     cinc2017_per_class: int = 800
     model: dict = field(default_factory=dict)
+    device: str = "cpu"
 
 
 def build_config(settings: TrainSettings) -> ModelConfig:
@@ -339,14 +343,16 @@ def train(settings: TrainSettings, out: str | Path | None = None, console=None) 
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
                TextColumn("loss {task.fields[loss]:.4f}"), TimeElapsedColumn()]
     step = 0
-    with Progress(*columns, console=console, transient=False) as progress:
+    device = torch.device(settings.device)
+    network.to(device)
+    with Progress(*columns, console=console, transient=False) as progress, device:
         task = progress.add_task(f"train {config.modality}", total=settings.steps, loss=float("nan"))
         t0 = time.time()
         while step < settings.steps and time.time() - t0 < budget_s:
             frac = max(step / settings.steps, (time.time() - t0) / budget_s)
             for g in opt.param_groups:  # linear warm-up over 50 steps, cosine to 10 %
                 g["lr"] = settings.lr * min(1.0, (step + 1) / 50) * (0.1 + 0.45 * (1 + math.cos(math.pi * min(frac, 1.0))))
-            x, mask, lengths, targets, weights = sampler.batch(settings.batch, burn_in)
+            x, mask, lengths, targets, weights = (t.to(device) for t in sampler.batch(settings.batch, burn_in))
             out_, _ = network(x, network.init_state(x.shape[0], x.shape[2]), mask, lengths)
             loss = token_loss(out_.logits, targets, weights, out_.valid)
             opt.zero_grad()
@@ -358,6 +364,7 @@ def train(settings: TrainSettings, out: str | Path | None = None, console=None) 
             progress.update(task, advance=1, loss=float(np.mean(losses[-50:])))
             if step % 200 == 0:  # a line in logs too (the bar only redraws on a terminal)
                 progress.log(f"step {step}: loss {np.mean(losses[-200:]):.4f}, {time.time() - t0:.0f} s")
+    network.cpu()
     t_trained = time.time()
 
     with console.status("calibrating and fitting detectors on validation records"):
