@@ -67,7 +67,7 @@ def signals(seconds: float) -> tuple[tuple[np.ndarray, float, list[str]], tuple[
 async def session(url: str, sid: str, modality: str, x: np.ndarray, fs: float, channels: list[str],
                   start_at: float) -> dict:
     """Stream one session at real time; return latencies (s) and errors."""
-    result = {"latency": [], "errors": [], "predictions": 0}
+    result = {"latency": [], "sent": [], "errors": [], "predictions": 0, "lag": 0.0}
     frame = int(FRAME_S * fs)
     ends: list[int] = []      # last sample of each frame sent
     sent: list[float] = []    # when it was sent
@@ -90,6 +90,7 @@ async def session(url: str, sid: str, modality: str, x: np.ndarray, fs: float, c
                     k = bisect.bisect_left(ends, int(m["sample"]))
                     if k < len(sent):
                         result["latency"].append(time.perf_counter() - sent[k])
+                        result["sent"].append(sent[k])
                 elif m["type"] == "error":
                     result["errors"].append(m)
 
@@ -97,6 +98,7 @@ async def session(url: str, sid: str, modality: str, x: np.ndarray, fs: float, c
         t0 = time.perf_counter()
         for i in range(0, len(x), frame):
             await asyncio.sleep(max(0.0, t0 + i / fs - time.perf_counter()))
+            result["lag"] = max(result["lag"], time.perf_counter() - (t0 + i / fs))
             block = x[i:i + frame]
             ends.append(i + len(block) - 1)
             sent.append(time.perf_counter())
@@ -172,12 +174,23 @@ def main() -> int:
     batches = metric(after, "vigil_inference_batch_size_sum") - metric(before, "vigil_inference_batch_size_sum")
     calls = metric(after, "vigil_inference_batch_size_count") - metric(before, "vigil_inference_batch_size_count")
     p50, p99 = (np.percentile(lat, 50), np.percentile(lat, 99)) if len(lat) else (float("inf"),) * 2
+    when = np.array([v for r in results if not isinstance(r, BaseException) for v in r["sent"]])
     print(f"load: {args.sessions} real-time sessions (half ECG 2 x 360 Hz, half EEG 19 x 256 Hz) x {args.seconds:g} s, "
           f"{wall:.1f} s wall")
     print(f"  predictions received: {len(lat)}; frame->prediction p50 {p50:.1f} ms, p99 {p99:.1f} ms (goal <= 100)")
+    if len(lat):  # where in the run the slow predictions were (start-up, steady state, end)
+        span = max(5.0, args.seconds / 6)
+        edges = np.arange(when.min(), when.max() + span, span)
+        cells = [f"{np.percentile(lat[(when >= a) & (when < a + span)], 99):.0f}"
+                 for a in edges[:-1] if ((when >= a) & (when < a + span)).any()]
+        print(f"  p99 by {span:g}-s window of the run: {' '.join(cells)} ms")
     print(f"  mean inference batch size: {batches / max(calls, 1):.2f} sessions over {calls:.0f} calls (goal > 1)")
     print(f"  server CPU: {cpu:.1f} s = {100 * cpu / wall:.0f}% of one core, "
           f"{1e3 * cpu / (args.sessions * args.seconds):.2f} ms per session-second; client CPU {client_cpu:.1f} s")
+    lag = max((r["lag"] for r in results if not isinstance(r, BaseException)), default=0.0)
+    print(f"  client pacing: frames sent up to {1e3 * lag:.0f} ms late"
+          + (" (the client fell behind real time: the machine is overloaded, latencies overstate the server's)"
+             if lag > 0.1 else ""))
     print(f"  sessions failed: {len(failed)}; first errors: {[r if isinstance(r, BaseException) else r['errors'][:1] for r in failed[:3]]}")
     ok = not failed and calls and batches / calls > 1 and p99 <= 100
     print(f"  -> {'goals met' if ok else 'goals not met'}")

@@ -115,23 +115,22 @@ class Preprocessor:
         # fc: cutoff in cycles per input sample; half_width: kernel half-length in input samples
         self.fc = 0.5 * CUTOFF * min(1.0, self.up / self.down)
         self.half_width = 0 if self.identity else math.ceil(SINC_ZEROS / min(1.0, self.up / self.down))
-        self.sos = self._design_filters()
+        self.sos = _design_filters(self.config).copy()
         # Polyphase filter bank: one row of taps per phase (j * down mod up), precomputed when small.
         self._taps = np.arange(-self.half_width + 1, self.half_width + 1)  # input k = floor(p_j) + tap
         small = not self.identity and self.up * len(self._taps) <= MAX_BANK
         self._bank = _polyphase_bank(self.up, self.half_width, self.fc) if small else None
+        self._zi0 = _rest_state(self.config)                             # (sections, 2) at rest on 1.0
+
+    @property
+    def batch_key(self) -> tuple:
+        """Preprocessors with equal keys compute alike, so :meth:`process_many` may serve them together."""
+        return id(self.config), self.input_rate, self.n_channels, self.units
 
     # ------------------------------------------------------------------ design
 
     def _design_filters(self) -> np.ndarray:
-        cfg, fs = self.config, self.config.sample_rate
-        lo, hi = cfg.bandpass_hz
-        sections = [signal.butter(cfg.bandpass_order, [lo, min(hi, 0.45 * fs)], btype="bandpass",
-                                  fs=fs, output="sos")]
-        for f0 in cfg.notch_hz:
-            if f0 < 0.45 * fs:
-                sections.append(signal.tf2sos(*signal.iirnotch(f0, cfg.notch_q, fs=fs)))
-        return np.concatenate(sections)
+        return _design_filters(self.config).copy()
 
     @property
     def delay_samples(self) -> int:
@@ -184,11 +183,94 @@ class Preprocessor:
             y, mask, history, n_out = self._resample(filled, bad, state)
         zi = state.zi
         if zi is None and len(y):
-            zi = signal.sosfilt_zi(self.sos)[:, :, None] * y[0][None, None, :]   # start at rest on y[0]
+            zi = self._zi0[:, :, None] * y[0][None, None, :]                    # start at rest on y[0]
         if len(y):
             y, zi = signal.sosfilt(self.sos, y, axis=0, zi=zi)
         new = PreprocessState(hold=hold, history=history, n_in=state.n_in + len(x), n_out=n_out, zi=zi)
         return y.astype(np.float32), mask, new
+
+    def process_many(self, xs: list[np.ndarray], states: list[PreprocessState]
+                     ) -> list[tuple[np.ndarray, np.ndarray, PreprocessState]]:
+        """:meth:`process` for the chunks of several sessions whose preprocessors share
+        :attr:`batch_key`, with the same results, in a few vectorised calls instead of a few per
+        session (at 0.25-s chunks numpy's per-call overhead is most of the cost).
+
+        The chunks are stacked along time for the units, the mask, sample-and-hold and the
+        resampler (every output row gathers its own taps), and along channels for ``sosfilt``
+        (each column is filtered on its own) among the sessions with equally many new model
+        samples.
+        """
+        if len(xs) == 1:
+            return [self.process(xs[0], states[0])]
+        c = self.n_channels
+        xs = [np.asarray(x, dtype=np.float64).reshape(-1, c) for x in xs]
+        t = np.array([len(x) for x in xs])
+        x = np.concatenate(xs) * UNIT_SCALE[self.units]                                # (sum t, c) µV
+        bad = ~np.isfinite(x) | (np.abs(x) > self.config.abs_limit_uv)
+        ends = np.cumsum(t)
+        starts = ends - t
+        if bad.any():
+            parts = [_sample_and_hold(x[a:b], bad[a:b], st.hold) for a, b, st in zip(starts, ends, states)]
+            filled, holds = (np.concatenate([p[0] for p in parts]) if parts else x), [p[1] for p in parts]
+        else:
+            filled, holds = x, [x[b - 1].copy() if b > a else st.hold for a, b, st in zip(starts, ends, states)]
+        if self.identity:
+            ys = [filled[a:b] for a, b in zip(starts, ends)]
+            masks = [bad[a:b] for a, b in zip(starts, ends)]
+            hist = [st.history for st in states]
+            n_outs = [st.n_out + n for st, n in zip(states, t)]
+        else:
+            ys, masks, hist, n_outs = self._resample_many(filled, bad, starts, ends, states)
+        out_zi: list[np.ndarray | None] = [st.zi for st in states]
+        ys32: list[np.ndarray] = [y.astype(np.float32) for y in ys]  # replaced below where filtered
+        groups: dict[int, list[int]] = {}
+        for i, y in enumerate(ys):
+            if len(y):
+                groups.setdefault(len(y), []).append(i)
+        for idx in groups.values():
+            zis = []
+            for i in idx:
+                zi = states[i].zi
+                zis.append(self._zi0[:, :, None] * ys[i][0][None, None, :] if zi is None else zi)
+            y, zi = signal.sosfilt(self.sos, np.concatenate([ys[i] for i in idx], axis=1), axis=0,
+                                   zi=np.concatenate(zis, axis=2))
+            y = y.astype(np.float32)
+            for k, i in enumerate(idx):
+                ys32[i], out_zi[i] = y[:, k * c:(k + 1) * c], zi[:, :, k * c:(k + 1) * c]
+        return [(y, m, PreprocessState(hold=h, history=hs, n_in=st.n_in + n, n_out=no, zi=z))
+                for y, m, h, hs, st, n, no, z in zip(ys32, masks, holds, hist, states, t.tolist(), n_outs, out_zi)]
+
+    def _resample_many(self, filled, bad, starts, ends, states):
+        """:meth:`_resample` of several sessions' chunks (rows ``starts[i]:ends[i]``) at once."""
+        c, w = self.n_channels, 2 * self.half_width
+        pieces, offsets, off = [], [], 0
+        for a, b, st in zip(starts, ends, states):
+            pieces += [st.history, np.concatenate([filled[a:b], bad[a:b]], axis=1)]
+            offsets.append(off)
+            off += w + b - a
+        buf = np.concatenate(pieces)                                     # (sum (w + t_i), 2c)
+        n_in = np.array([st.n_in for st in states], dtype=np.int64)
+        n_out = np.array([st.n_out for st in states], dtype=np.int64)
+        ready = np.array([self.model_samples_ready(int(a) + int(b) - int(s))
+                          for a, s, b in zip(n_in, starts, ends)], dtype=np.int64)
+        m = ready - n_out                                                # new model samples per session
+        first = np.cumsum(m) - m
+        j = np.arange(int(m.sum()), dtype=np.int64) + np.repeat(n_out - first, m)
+        base, phase = np.divmod(j * self.down, self.up)
+        kernel = self._bank[phase] if self._bank is not None else self._kernel(phase)  # (n, 2K)
+        row0 = np.repeat(np.array(offsets, dtype=np.int64) - n_in + w, m) + base
+        rows = buf[row0[:, None] + self._taps[None, :]]                  # (n, 2K, 2c)
+        y = np.einsum("nk,nkc->nc", kernel, rows[:, :, :c])
+        weight = np.abs(kernel)
+        share = np.einsum("nk,nkc->nc", weight, rows[:, :, c:]) / weight.sum(1, keepdims=True)
+        mask = share >= MASK_SHARE
+        ys, masks, hist = [], [], []
+        for o, a, b, f, k in zip(offsets, starts, ends, first.tolist(), m.tolist()):
+            end = o + w + b - a
+            ys.append(y[f:f + k])
+            masks.append(mask[f:f + k])
+            hist.append(buf[end - w:end].copy())
+        return ys, masks, hist, ready.tolist()
 
     def _kernel(self, phase: np.ndarray) -> np.ndarray:
         return _sinc_kernel(phase, self.up, self.half_width, self.fc)
@@ -219,6 +301,31 @@ def _sinc_kernel(phase: np.ndarray, up: int, half_width: int, fc: float) -> np.n
     kernel = 2 * fc * np.sinc(2 * fc * tau) * \
         np.i0(KAISER_BETA * np.sqrt(1.0 - (tau / half_width) ** 2)) / np.i0(KAISER_BETA)
     return kernel / kernel.sum(1, keepdims=True)                         # unit DC gain
+
+
+@functools.lru_cache(maxsize=32)
+def _design_filters(cfg: ModelConfig) -> np.ndarray:
+    """Band-pass and notch sections at the model's rate, designed once per config (a design costs
+    milliseconds, and sessions are opened on the event loop). Read-only; each preprocessor keeps a
+    copy, since ``sosfilt`` refuses read-only sections."""
+    fs = cfg.sample_rate
+    lo, hi = cfg.bandpass_hz
+    sections = [signal.butter(cfg.bandpass_order, [lo, min(hi, 0.45 * fs)], btype="bandpass",
+                              fs=fs, output="sos")]
+    for f0 in cfg.notch_hz:
+        if f0 < 0.45 * fs:
+            sections.append(signal.tf2sos(*signal.iirnotch(f0, cfg.notch_q, fs=fs)))
+    sos = np.concatenate(sections)
+    sos.flags.writeable = False
+    return sos
+
+
+@functools.lru_cache(maxsize=32)
+def _rest_state(cfg: ModelConfig) -> np.ndarray:
+    """``sosfilt_zi`` of :func:`_design_filters`: the state at rest on a unit input."""
+    zi = signal.sosfilt_zi(_design_filters(cfg))
+    zi.flags.writeable = False
+    return zi
 
 
 @functools.lru_cache(maxsize=32)

@@ -73,6 +73,24 @@ def selective_scan_ref(u, dt, A, B, C, D, h):
     return y + u * D, h
 
 
+def selective_scan_steps(u, dt, A, B, C, D, h):
+    """The reference recurrence for a few tokens of many sessions (streaming steps), with the
+    per-token work cut to one multiply-add: the decays and inputs of all tokens are computed in
+    one vectorised call each, and the outputs in one contraction. Same arguments and results as
+    :func:`selective_scan_ref` (to float rounding)."""
+    l = u.shape[1]
+    if l == 0:
+        return u.new_zeros(u.shape) + u * D, h
+    dA = torch.exp(dt.unsqueeze(-1) * A)                                 # (b, l, d, n)
+    dBu = (dt.unsqueeze(-1) * B.unsqueeze(2)) * u.unsqueeze(-1)          # (b, l, d, n)
+    hs = []
+    for t in range(l):
+        h = dA[:, t] * h + dBu[:, t]                                     # (b, d, n)
+        hs.append(h)
+    y = torch.matmul(torch.stack(hs, dim=1), C.unsqueeze(-1)).squeeze(-1)  # (b, l, d)
+    return y + u * D, h
+
+
 def scan_chunk(a: torch.Tensor, x: torch.Tensor, h0: torch.Tensor) -> torch.Tensor:
     """All states of ``h_t = a_t * h_{t-1} + x_t`` over one short chunk (dim 1), from ``h0``.
 
@@ -139,8 +157,11 @@ def selective_scan(u, dt, A, B, C, D, h):
     A streaming step (a few tokens) or a batch (the per-token recurrence is already vectorised
     over b * d * n elements that stay in cache) runs the reference; a long sequence of one or
     two sessions, where per-token dispatch dominates (offline evaluation), runs the chunked scan.
-    ``bench/model_bench.py`` measures both.
+    ``bench/model_bench.py`` measures both. On a GPU (training with ``--device cuda``) a long
+    sequence always takes the chunked scan: per-token kernel launches dominate there.
     """
-    if u.shape[1] > SHORT and u.shape[0] * u.shape[2] * A.shape[1] <= FAST_MAX_ELEMENTS:
+    if u.shape[1] > SHORT and (u.is_cuda or u.shape[0] * u.shape[2] * A.shape[1] <= FAST_MAX_ELEMENTS):
         return selective_scan_chunked(u, dt, A, B, C, D, h)
+    if u.shape[1] <= SHORT:
+        return selective_scan_steps(u, dt, A, B, C, D, h)
     return selective_scan_ref(u, dt, A, B, C, D, h)

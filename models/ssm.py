@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.scan import selective_scan
+from models.scan import SHORT, selective_scan
 
 
 class MambaBlock(nn.Module):
@@ -66,6 +66,19 @@ class MambaBlock(nn.Module):
         return {"conv": torch.zeros(batch, self.d_inner, self.d_conv - 1),
                 "h": torch.zeros(batch, self.d_inner, self.d_state)}
 
+    def _conv(self, xc: torch.Tensor) -> torch.Tensor:
+        """The causal depthwise convolution over (b, d_inner, k - 1 + l) -> (b, d_inner, l).
+
+        A streaming step (a few tokens) takes it as one small matmul over sliding windows: oneDNN's
+        depthwise ``conv1d`` costs a few hundred µs a call whatever the size, the largest single
+        op of a pooled step; long sequences (training, offline) keep ``conv1d``.
+        """
+        k = self.d_conv
+        if xc.shape[2] - (k - 1) > SHORT:
+            return F.conv1d(xc, self.conv1d.weight, self.conv1d.bias, groups=self.d_inner)
+        w = self.conv1d.weight.view(1, self.d_inner, k, 1)                # (1, d_inner, k, 1)
+        return torch.matmul(xc.unfold(2, k, 1), w).squeeze(-1) + self.conv1d.bias.view(1, -1, 1)
+
     def forward(self, x: torch.Tensor, state: dict[str, torch.Tensor], keep: torch.Tensor,
                 lengths: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Advance the block over a chunk of tokens.
@@ -91,7 +104,7 @@ class MambaBlock(nn.Module):
         """
         x, z = self.in_proj(x).chunk(2, dim=-1)                          # (b, l, d_inner) each
         xc = torch.cat([state["conv"], x.transpose(1, 2)], dim=2)        # (b, d_inner, k-1+l)
-        x = F.silu(F.conv1d(xc, self.conv1d.weight, self.conv1d.bias, groups=self.d_inner))
+        x = F.silu(self._conv(xc))
         x = x.transpose(1, 2)                                            # (b, l, d_inner)
         # conv history after each row's last real token: xc[:, :, lengths : lengths + k - 1]
         idx = lengths.view(-1, 1, 1) + torch.arange(self.d_conv - 1).view(1, 1, -1)

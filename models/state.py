@@ -12,6 +12,8 @@ and scatters the new rows back.
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,10 +23,41 @@ from models.network import Network, State
 
 
 def arrays_to_bytes(arrays: dict[str, np.ndarray]) -> bytes:
-    """Pack named arrays into bytes (npz, no pickle)."""
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    return buf.getvalue()
+    """Pack named arrays into bytes: an ``.npz`` (stored zip of ``.npy`` members, no pickle) as
+    ``np.savez`` writes it, built directly (``np.savez`` costs about 1.5 ms a snapshot)."""
+    local, central, offset = [], [], 0
+    for name, a in arrays.items():
+        a = np.asarray(a)
+        if a.dtype.hasobject:
+            raise ValueError(f"Invalid array {name!r}: expected numbers, got dtype {a.dtype}")
+        data = _npy(a)
+        fname = f"{name}.npy".encode()
+        crc = zlib.crc32(data)
+        head = _ZIP_LOCAL.pack(0x04034B50, 20, 0, 0, 0, 0x21, crc, len(data), len(data), len(fname), 0)
+        local += [head, fname, data]
+        central.append(_ZIP_CENTRAL.pack(0x02014B50, 20, 20, 0, 0, 0, 0x21, crc, len(data), len(data),
+                                         len(fname), 0, 0, 0, 0, 0o600 << 16, offset) + fname)
+        offset += len(head) + len(fname) + len(data)
+    directory = b"".join(central)
+    end = _ZIP_END.pack(0x06054B50, 0, 0, len(central), len(central), len(directory), offset, 0)
+    return b"".join(local) + directory + end
+
+
+_ZIP_LOCAL = struct.Struct("<IHHHHHIIIHH")
+_ZIP_CENTRAL = struct.Struct("<IHHHHHHIIIHHHHHII")
+_ZIP_END = struct.Struct("<IHHHHIIH")
+
+
+def _npy(a: np.ndarray) -> bytes:
+    """One array in the ``.npy`` format, version 1.0 (what ``np.save`` writes for these arrays)."""
+    fortran = a.flags.f_contiguous and not a.flags.c_contiguous
+    shape = "(" + "".join(f"{n}, " for n in a.shape)[:-2] + ("," if len(a.shape) == 1 else "") + ")"
+    header = "{'descr': %r, 'fortran_order': %s, 'shape': %s, }" % (
+        np.lib.format.dtype_to_descr(a.dtype), fortran, shape)
+    pad = 64 - (10 + len(header) + 1) % 64
+    header = (header + " " * pad + "\n").encode("latin1")
+    body = a.tobytes(order="F" if fortran else "C")
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header + body
 
 
 def bytes_to_arrays(data: bytes) -> dict[str, np.ndarray]:
@@ -145,20 +178,24 @@ class StatePool:
         if not slots:
             return []
         c = self.n_channels
-        lengths = torch.tensor([len(x) for x in xs], dtype=torch.int64)
-        t = int(lengths.max())
-        x = torch.zeros(len(slots), t, c)
-        m = torch.zeros(len(slots), t, c, dtype=torch.bool)
-        for i, (xi, mi) in enumerate(zip(xs, masks)):
-            x[i, : len(xi)] = torch.from_numpy(np.asarray(xi, dtype=np.float32).reshape(-1, c))
-            m[i, : len(mi)] = torch.from_numpy(np.asarray(mi, dtype=bool).reshape(-1, c))
+        n = [len(x) for x in xs]
+        t = max(n)
+        if min(n) == t:  # the usual tick: equal chunks, one stack each (numpy: cheap per session)
+            x = np.stack([np.asarray(xi, dtype=np.float32).reshape(t, c) for xi in xs])
+            m = np.stack([np.asarray(mi, dtype=bool).reshape(t, c) for mi in masks])
+        else:  # right-padded
+            x, m = np.zeros((len(slots), t, c), np.float32), np.zeros((len(slots), t, c), bool)
+            for i, (xi, mi) in enumerate(zip(xs, masks)):
+                x[i, : len(xi)] = np.asarray(xi, dtype=np.float32).reshape(-1, c)
+                m[i, : len(mi)] = np.asarray(mi, dtype=bool).reshape(-1, c)
+        lengths = torch.tensor(n, dtype=torch.int64)
         idx = torch.tensor(slots, dtype=torch.int64)
         state = {k: v.index_select(0, idx) for k, v in self.state.items()}
-        out, new = self.network(x, state, m, lengths)
+        out, new = self.network(torch.from_numpy(x), state, torch.from_numpy(m), lengths)
         for k, v in self.state.items():
             v.index_copy_(0, idx, new[k])
         n_tok = out.valid.sum(1).tolist()
-        probs = out.probs.numpy()
-        return [SlotOutput(probs=probs[i, :n], numerics=out.numerics[i, :n].numpy(),
-                           masked=out.masked[i, :n].numpy(), attribution=out.attribution[i, :n].numpy())
-                for i, n in enumerate(n_tok)]
+        probs, numerics = out.probs.numpy(), out.numerics.numpy()
+        masked, attribution = out.masked.numpy(), out.attribution.numpy()
+        return [SlotOutput(probs=probs[i, :k], numerics=numerics[i, :k], masked=masked[i, :k],
+                           attribution=attribution[i, :k]) for i, k in enumerate(n_tok)]

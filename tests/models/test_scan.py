@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from models.scan import linear_scan, selective_scan_chunked, selective_scan_ref
+from models.scan import linear_scan, selective_scan_chunked, selective_scan_ref, selective_scan_steps
 
 
 def _inputs(b, l, d, n, seed=0):
@@ -22,6 +22,17 @@ def test_chunked_scan_equals_reference(l):
     y_ref, h_ref = selective_scan_ref(*args)
     y_fast, h_fast = selective_scan_chunked(*args)
     assert y_fast.shape == y_ref.shape == (3, l, 16)
+    torch.testing.assert_close(y_fast, y_ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(h_fast, h_ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("l", [0, 1, 2, 3, 8])
+def test_streaming_steps_equal_reference(l):
+    """The short-sequence path of pooled streaming steps (many sessions, a few tokens)."""
+    args = _inputs(40, l, 16, 8, seed=100 + l)
+    y_ref, h_ref = selective_scan_ref(*args)
+    y_fast, h_fast = selective_scan_steps(*args)
+    assert y_fast.shape == y_ref.shape == (40, l, 16)
     torch.testing.assert_close(y_fast, y_ref, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(h_fast, h_ref, rtol=1e-5, atol=1e-5)
 
