@@ -495,9 +495,11 @@ def evaluate(modality: str, model: str | None = None, json_out: str | None = Non
 
     Parameters
     ----------
-    modality : {"ecg", "eeg"}
+    modality : {"ecg", "eeg", "alarms"}
+        ``alarms``: false high-priority alarms with and without suppression and the true CinC 2015
+        VT alarms detected, through the service's alarm engine (:mod:`service.alarms.evaluate`).
     model : str, optional
-        Checkpoint file or shipped name; default ``vigil-<modality>``.
+        Checkpoint file or shipped name; default ``vigil-<modality>`` (``vigil-ecg`` for alarms).
     json_out : str, optional
         Where to write the report.
     data : {"datasets", "excerpts"}
@@ -508,8 +510,12 @@ def evaluate(modality: str, model: str | None = None, json_out: str | None = Non
     from rich.console import Console
 
     console = console or Console()
+    if modality == "alarms":  # the alarm engine over ECG streams (service/alarms/evaluate.py)
+        from service.alarms.evaluate import main as evaluate_alarms
+
+        return evaluate_alarms(model=model, json_out=json_out, data=data, console=console, root=root)
     if modality not in ("ecg", "eeg"):
-        raise ValueError(f"Invalid modality: expected ecg or eeg, got {modality!r}")
+        raise ValueError(f"Invalid modality: expected ecg, eeg or alarms, got {modality!r}")
     path = resolve(model or f"vigil-{modality}")
     network = load_model(path)
     if network.config.modality != modality:

@@ -56,7 +56,9 @@ class Bus:
 
         The round trip is timed (``vigil_bus_publish_seconds``); every command Redis did not take is
         counted by operation (``vigil_bus_publish_errors_total``), then the first error is raised.
+        Suppressed transitions are never published: they are kept in history only (DESIGN §3).
         """
+        alerts = [a for a in alerts if not a.get("evidence", {}).get("suppressed")]
         if not alerts:
             return
         pipe = self.redis.pipeline(transaction=False)

@@ -23,7 +23,15 @@ class Settings(BaseSettings):
     resume_ttl: float = 24 * 3600.0
     ecg_model: str = "vigil-ecg"
     eeg_model: str = "vigil-eeg"
+    # Engine ticks (service/engine.py): one batched model call per pool per tick has a fixed cost
+    # (~3 ms on a shared core), so under load ticks are spaced further apart, to batch the frames of
+    # more sessions: the spacing is the last tick's duration / tick_duty (the engine is busy at most
+    # that share of the time), within [tick_interval, tick_max_interval] s of wall time. A frame
+    # waits at most tick_max_interval for its tick (p99 frame->prediction <= 100 ms, issue 4).
     tick_interval: float = 0.01
+    tick_max_interval: float = 0.04
+    tick_duty: float = 0.5
+    tick_max_s: float = 1.0            # s of signal per session per tick (bounds a tick while catching up)
     ack_interval: float = 4.0          # s of signal between snapshots + acks (contract: <= 5)
     max_pending_bytes: int = 16 << 20  # received, unprocessed bytes per session before we stop reading
     detach_timeout: float = 300.0      # a detached session's slot is freed after this long

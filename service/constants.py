@@ -59,33 +59,98 @@ PHYSIOLOGICAL, TECHNICAL = "physiological", "technical"
 HIGH, MEDIUM, LOW = "high", "medium", "low"
 ACTIVE, CLEARED = "active", "cleared"
 
+# Where a kind's condition comes from (service/alarms/sources.py).
+SOURCE_MODEL = "model"          # a model label's episodes (the checkpoint's fitted detector)
+SOURCE_RHYTHM = "rhythm"        # rate events of the QRS detector (models/qrs.py)
+SOURCE_QUALITY = "quality"      # lost-signal stretches of the raw input (service/quality.py)
+SOURCE_WALL_CLOCK = "wall_clock"  # no data for longer than the session's timeout
+
 
 @dataclass(frozen=True)
 class AlertKind:
-    """An alert kind with its category and priority."""
+    """One row of the alarm table (docs/alarms.md shows it).
+
+    ``label`` names the model label (``model``) or rate event kind (``rhythm``) the condition
+    comes from; ``hold_s`` is how long the condition must last from its onset before the alert
+    is raised (status epilepticus: a seizure of more than 5 min); ``delay_s`` is the default
+    generation delay added once the source has confirmed the condition (0–``max_delay_s``,
+    settable per session). ``escalates`` names the kind this one supersedes; high-priority
+    alerts latch (stay active until acknowledged); ``suppressible`` kinds are withheld while
+    the signal is poor or the session's alarms are paused.
+    """
 
     name: str
     category: str
     priority: str
+    modalities: tuple[str, ...]
+    source: str
+    label: str
+    definition: str
+    hold_s: float = 0.0
+    delay_s: float = 0.0
+    max_delay_s: float = 10.0
+    escalates: str | None = None
+    suppressible: bool = True
+
+    @property
+    def latching(self) -> bool:
+        return self.priority == HIGH
 
 
 ALERT_KINDS: dict[str, AlertKind] = {k.name: k for k in (
-    AlertKind("af", PHYSIOLOGICAL, MEDIUM),
-    AlertKind("vt", PHYSIOLOGICAL, HIGH),
-    AlertKind("vf", PHYSIOLOGICAL, HIGH),
-    AlertKind("asystole", PHYSIOLOGICAL, HIGH),
-    AlertKind("bradycardia", PHYSIOLOGICAL, HIGH),
-    AlertKind("tachycardia", PHYSIOLOGICAL, HIGH),
-    AlertKind("seizure", PHYSIOLOGICAL, HIGH),
-    AlertKind("status_epilepticus", PHYSIOLOGICAL, HIGH),
-    AlertKind("artifact", TECHNICAL, LOW),
-    AlertKind("signal_loss", TECHNICAL, MEDIUM),
-    AlertKind("not_monitoring", TECHNICAL, MEDIUM),
+    AlertKind("af", PHYSIOLOGICAL, MEDIUM, ("ecg",), SOURCE_MODEL, L.AF,
+              "atrial fibrillation: the model's af episode (fitted threshold, smoothing, joining, minimum duration)"),
+    AlertKind("vt", PHYSIOLOGICAL, HIGH, ("ecg",), SOURCE_MODEL, L.VT,
+              "ventricular tachycardia (>= 5 ventricular beats > 100 bpm): the model's vt episode"),
+    AlertKind("vf", PHYSIOLOGICAL, HIGH, ("ecg",), SOURCE_MODEL, L.VF,
+              "ventricular fibrillation or flutter (>= 4 s): the model's vf episode; supersedes vt",
+              escalates="vt"),
+    AlertKind("asystole", PHYSIOLOGICAL, HIGH, ("ecg",), SOURCE_RHYTHM, "asystole",
+              "no QRS for >= 4 s (QRS detector, CinC 2015)"),
+    AlertKind("bradycardia", PHYSIOLOGICAL, HIGH, ("ecg",), SOURCE_RHYTHM, "bradycardia",
+              "extreme bradycardia: < 40 bpm for 5 beats (QRS detector, CinC 2015)"),
+    AlertKind("tachycardia", PHYSIOLOGICAL, HIGH, ("ecg",), SOURCE_RHYTHM, "tachycardia",
+              "extreme tachycardia: > 140 bpm for 17 beats (QRS detector, CinC 2015)"),
+    AlertKind("seizure", PHYSIOLOGICAL, HIGH, ("eeg",), SOURCE_MODEL, L.SEIZURE,
+              "electrographic seizure: the model's seizure episode"),
+    AlertKind("status_epilepticus", PHYSIOLOGICAL, HIGH, ("eeg",), SOURCE_MODEL, L.SEIZURE,
+              "a seizure lasting longer than 5 min (settable 1–30 min); supersedes seizure",
+              hold_s=300.0, escalates="seizure"),
+    AlertKind("artifact", TECHNICAL, LOW, ("ecg", "eeg"), SOURCE_MODEL, "",
+              "poor signal quality: the model's noise (ECG) or artifact (EEG) episode", suppressible=False),
+    AlertKind("signal_loss", TECHNICAL, MEDIUM, ("ecg", "eeg"), SOURCE_QUALITY, "",
+              "every model channel lost for >= 1 s: gap, NaN/Inf, saturation, leads-off flag, "
+              "or a flat line (identical values) of >= 4 s", max_delay_s=0.0, suppressible=False),
+    AlertKind("not_monitoring", TECHNICAL, MEDIUM, ("ecg", "eeg"), SOURCE_WALL_CLOCK, "",
+              "a streaming session received no data for longer than its timeout (wall clock, default 10 s)",
+              max_delay_s=0.0, suppressible=False),
 )}
 SIGNAL_LOSS = "signal_loss"
+NOT_MONITORING = "not_monitoring"
+ARTIFACT = "artifact"
 
 # Model label -> alert kind (labels without an entry, like "normal", raise nothing).
 LABEL_KINDS: dict[str, str] = {L.AF: "af", L.VT: "vt", L.VF: "vf", L.NOISE: "artifact",
                                L.SEIZURE: "seizure", L.ARTIFACT: "artifact"}
+# The model label whose episodes mean poor signal, per modality (artifact alerts, suppression).
+QUALITY_LABELS: dict[str, str] = {"ecg": L.NOISE, "eeg": L.ARTIFACT}
 # An escalation names the alert it supersedes (DESIGN §3).
-ESCALATES: dict[str, str] = {"vf": "vt", "status_epilepticus": "seizure"}
+ESCALATES: dict[str, str] = {k.name: k.escalates for k in ALERT_KINDS.values() if k.escalates}
+
+# --- Alarm defaults and bounds (per-session settings: hello "alarms" field or REST) -----------
+LOSS_MIN_S = 1.0               # lost signal for this long raises signal_loss
+LOSS_CLEAR_S = 1.0             # valid signal for this long clears it
+FLAT_S = 4.0                   # identical values for this long are a flat line (lost from its start)
+STRIP_PRE_S, STRIP_POST_S = 10.0, 5.0  # an alert's strip: this long before its onset to this long after
+SUPPRESS_WINDOW_S = 5.0        # poor signal within this long before a decision suppresses it
+SUPPRESS_NOISE_P = 0.5         # smoothed noise/artifact probability that counts as poor signal
+SUPPRESS_RECHECK_S = 1.0       # a suppressed, still present condition is re-examined this often
+RHYTHM_LAG_S = 3.5             # the QRS detector reports a beat within this long (search-back: 3 s + its
+                               # decision delay); a rate alert with a generation delay waits for it
+NOT_MONITORING_S = 10.0        # default timeout of a streaming session without data
+NOT_MONITORING_RANGE_S = (2.0, 300.0)
+STATUS_EPILEPTICUS_RANGE_S = (60.0, 1800.0)
+THRESHOLD_RANGE = (0.1, 0.9)   # a model-driven kind's threshold may be set within this range
+MAX_PAUSE_S = 600.0            # the longest alarm pause
+MIN_PAUSE_S = 10.0
+AUDIT_ACK, AUDIT_PAUSE, AUDIT_RESUME, AUDIT_SETTINGS = "ack", "pause", "resume", "settings"

@@ -9,6 +9,7 @@ predictions at once, publishes alerts, writes history, saves snapshots and only 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import time
@@ -31,7 +32,6 @@ from service.sessions import Session, Status, iso, utcnow
 from service.store import Store
 
 log = logging.getLogger(__name__)
-STRIP_PRE_S = 10.0  # seconds of raw signal before an alert's onset kept in its strip
 
 
 @dataclass
@@ -72,6 +72,9 @@ class Engine:
         self._wake = asyncio.Event()
         self._open_lock = asyncio.Lock()
         self._task: asyncio.Task | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # set by start(); None: no early sends
+        self._waker: asyncio.Task | None = None
+        self._nm_seen: dict[str, float] = {}  # streaming sessions that never sent a frame: first seen
 
     async def _call(self, fn: Callable, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -79,7 +82,9 @@ class Engine:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         self._task = asyncio.create_task(self._run(), name="vigil-engine")
+        self._waker = asyncio.create_task(self._wake_every(1.0), name="vigil-engine-waker")
 
     async def stop(self) -> None:
         """Stop taking sessions, process what was received, snapshot everything, close clients."""
@@ -93,6 +98,8 @@ class Engine:
         while any(s.pending_n or s.snapshot_due for s in self.sessions.values()) and time.monotonic() < deadline:
             self._wake.set()
             await asyncio.sleep(0.02)
+        if self._waker is not None:
+            self._waker.cancel()
         if self._task:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -153,9 +160,9 @@ class Engine:
     async def accept(self, s: Session, frame: Frame, fmt: str) -> None:
         """Queue a frame; wait (not reading the socket) while the session is too far behind."""
         n = s.accept(frame)
-        M.FRAMES.labels(fmt).inc()
+        _child(M.FRAMES, fmt).inc()
         if n:
-            M.SAMPLES.labels(s.hello.modality).inc(len(frame.x))
+            _child(M.SAMPLES, s.hello.modality).inc(len(frame.x))
             self._wake.set()
         while s.pending_bytes > self.settings.max_pending_bytes and s.connection is not None and self.accepting:
             s.drained.clear()
@@ -177,27 +184,70 @@ class Engine:
 
     async def acknowledge(self, alert_id: str, by: str | None = None) -> dict | None:
         """Acknowledge an alert: a new transition (with ``acknowledged_at``, wall clock, and
-        ``acknowledged_by``), sent to the session's monitor when it is connected here, published
-        and stored; None if unknown."""
+        ``acknowledged_by``; a latched alert whose condition has ended clears), sent to the session's
+        monitor when it is connected here, published, stored and audited; None if unknown. An
+        acknowledged or suppressed alert comes back unchanged."""
         at = iso(utcnow())
         s = self.sessions.get(alert_id.rsplit(":", 2)[0])
         alert = await self._call(_acknowledge, s.alarms, alert_id, at, by) if s is not None else None
         if alert is None:  # not held by a session here (cleared, or its session is elsewhere): from history
             latest = await self.store.alert(alert_id)
-            if latest is None or latest["acknowledged"]:
+            if latest is None or latest["acknowledged"] or latest["evidence"].get("suppressed"):
                 return latest
             alert = {**latest, "acknowledged": True, "seq": latest["seq"] + 1,
                      "acknowledged_at": at, "acknowledged_by": by}
-        if s is not None and s.connection is not None:  # the monitor gets every transition (DESIGN §2)
-            s.connection.send_many([orjson.dumps({"type": "alert", "alert": alert})])
-        M.ALERTS.labels(alert["kind"], alert["priority"]).inc()
-        await self.bus.publish_alerts([alert])
-        await self.store.write(alerts=[alert])
+            if alert["state"] == C.ACTIVE and alert["end_sample"] is not None:  # latched, condition over
+                alert["state"] = C.CLEARED
+        await self._emit(s, [alert], audit=[(alert["session_id"], alert_id, C.AUDIT_ACK, by, at,
+                                            {"seq": alert["seq"], "state": alert["state"]})])
         return alert
+
+    async def _emit(self, s: Session | None, alerts: list[dict], audit: list[tuple] = ()) -> None:
+        """Deliver alert transitions made outside a tick (acknowledgement, not_monitoring): to the
+        monitor when connected here, to Redis unless suppressed, and to the store."""
+        if s is not None and s.connection is not None:  # the monitor gets every transition (DESIGN §2)
+            msgs = _alert_messages(s, alerts)
+            if msgs:
+                s.connection.send_many(msgs)
+        for a in alerts:
+            M.ALERTS.labels(a["kind"], a["priority"]).inc()
+        await self.bus.publish_alerts(alerts)
+        await self.store.write(alerts=alerts)
+        if audit:
+            await self.store.audit(list(audit))
+
+    async def _not_monitoring(self) -> None:
+        """Raise not_monitoring for streaming sessions without data for longer than their timeout
+        (wall clock; a session that is behind is not waiting for data); data clears it (``_outcome``)."""
+        now = time.perf_counter()
+        seen = self._nm_seen
+        for s in list(self.sessions.values()):
+            if s.status is not Status.STREAMING or s.ending or s.pending_n or s.connection is None:
+                seen.pop(s.id, None)
+                continue
+            last = s.last_frame_at or seen.setdefault(s.id, now)
+            timeout = s.alarms.settings.not_monitoring_timeout_s
+            if now - last <= timeout or s.alarms.has_condition(C.NOT_MONITORING):
+                continue
+            detail = {"timeout_s": timeout, "silent_s": round(now - last, 3)}
+            alerts = await self._call(s.alarms.not_monitoring, True, s.n_received, s.consumed - 1, detail)
+            if alerts:
+                stamp = {"raised_at": iso(utcnow()), "acknowledged_at": None, "acknowledged_by": None}
+                for a in alerts:
+                    _stamp(s.alarms, a, **stamp)
+                await self._emit(s, alerts)
+
+    async def _wake_every(self, seconds: float) -> None:
+        """Wake the engine loop now and then, so that its periodic checks (eviction, not_monitoring)
+        run while no data arrives."""
+        while self.accepting:
+            await asyncio.sleep(seconds)
+            self._wake.set()
 
     # ------------------------------------------------------------------ ticks
 
     async def _run(self) -> None:
+        """Tick whenever there is work, spaced by the adaptive interval (see :meth:`_spacing`)."""
         last_evict = time.monotonic()
         while True:
             await self._wake.wait()
@@ -213,7 +263,17 @@ class Engine:
             M.PENDING.set(sum(s.pending_n for s in self.sessions.values()))
             if any(s.pending_n or s.snapshot_due or s.ending for s in self.sessions.values()):
                 self._wake.set()
-            await asyncio.sleep(max(0.0, self.settings.tick_interval - (time.perf_counter() - t0)))
+            busy = time.perf_counter() - t0
+            await asyncio.sleep(max(0.0, self._spacing(busy) - busy))
+
+    def _spacing(self, busy: float) -> float:
+        """Seconds from one tick's start to the next: ``busy / tick_duty`` within
+        [tick_interval, tick_max_interval]. Light load: short ticks, low latency. Heavy load: a
+        tick's fixed cost (a model call per pool) is shared by more sessions, and the event loop
+        keeps at least ``1 - tick_duty`` of the time to read frames. Under steady load it settles
+        where ``spacing = (fixed + per-frame cost * frames per spacing) / tick_duty``."""
+        st = self.settings
+        return min(st.tick_max_interval, max(st.tick_interval, busy / st.tick_duty))
 
     async def _tick(self) -> None:
         works = self._gather()
@@ -234,16 +294,20 @@ class Engine:
             M.TICK.observe(time.perf_counter() - t0)
 
     def _gather(self) -> list[Work]:
-        works = []
+        """Take each session's pending samples: at most ``tick_max_s`` of signal (a tick's work stays
+        bounded while a session catches up) and never past its next ack point."""
+        works, ack_s = [], self.settings.ack_interval
         for s in self.sessions.values():
+            if not (s.pending_n or s.snapshot_due or s.ending) and s.pre_state.n_in < s.acked + ack_s * s.hello.sample_rate - 1:
+                continue  # nothing received and short of the ack point (< its floor): no work, found cheaply
             if s.status is Status.ENDED:
                 continue
-            ack_n = max(1, math.floor(self.settings.ack_interval * s.hello.sample_rate))
-            budget = s.acked + ack_n - s.consumed
+            ack_at = s.acked + max(1, math.floor(ack_s * s.hello.sample_rate))  # the next snapshot and ack
+            budget = min(ack_at - s.consumed, max(1, math.floor(self.settings.tick_max_s * s.hello.sample_rate)))
             first = s.consumed
             x, leads_off = s.take(min(s.pending_n, budget))
             flush = s.ending and s.pending_n == 0
-            snapshot = s.consumed + len(x) >= s.acked + ack_n or (s.snapshot_due and s.pending_n == 0) or flush
+            snapshot = s.consumed + len(x) >= ack_at or (s.snapshot_due and s.pending_n == 0) or flush
             if len(x) == 0 and not snapshot:
                 continue
             if s.pending_bytes <= self.settings.max_pending_bytes:
@@ -257,15 +321,22 @@ class Engine:
         """Worker thread: preprocess, one step per pool, alarms, snapshots."""
         ready: dict[int, list[tuple[Work, np.ndarray, np.ndarray]]] = {}
         stretches = {}
+        kinds: dict[tuple, list[tuple[Work, np.ndarray]]] = {}  # sessions whose preprocessors compute alike
         for w in works:
             s = w.session
             x = w.x if len(s.index) == w.x.shape[1] else w.x[:, s.index]
             s.record(w.x)
             stretches[s.id], s.quality_state = s.quality.update(x, w.first, w.leads_off, s.quality_state)
-            y, mask, s.pre_state = s.pre.process(x, s.pre_state)
-            if w.flush and s.consumed > 0:
-                y, mask = _pad(s, y, mask)
-            ready.setdefault(id(s.pool), []).append((w, y, mask))
+            kinds.setdefault(s.pre.batch_key, []).append((w, x))
+        for items in kinds.values():
+            pre = items[0][0].session.pre
+            outs = pre.process_many([x for _, x in items], [w.session.pre_state for w, _ in items])
+            for (w, _), (y, mask, state) in zip(items, outs):
+                s = w.session
+                s.pre_state = state
+                if w.flush and s.consumed > 0:
+                    y, mask = _pad(s, y, mask)
+                ready.setdefault(id(s.pool), []).append((w, y, mask))
         outcomes = []
         for items in ready.values():
             pool = items[0][0].session.pool
@@ -273,9 +344,21 @@ class Engine:
             outs = pool.step([w.session.slot for w, _, _ in items], [y for _, y, _ in items], [m for _, _, m in items])
             M.INFERENCE.observe(time.perf_counter() - t0)
             M.BATCH_SIZE.observe(len(items))
-            for (w, _, _), out in zip(items, outs):
-                outcomes.append(self._outcome(w, out, stretches[w.session.id]))
+            group = [self._outcome(w, out, stretches[w.session.id]) for (w, _, _), out in zip(items, outs)]
+            outcomes += group
+            if self._loop is not None:  # this pool's messages go out while the next pool computes
+                self._loop.call_soon_threadsafe(self._send_early, group)
         return outcomes
+
+    @staticmethod
+    def _send_early(outcomes: list[Outcome]) -> None:
+        """Event loop: send one pool's predictions and alerts of this tick as soon as they exist (in
+        order, before this tick's acks, which :meth:`_deliver` sends once history and snapshots are
+        written; this callback runs before the tick's ``_compute`` result is seen, FIFO)."""
+        for o in outcomes:
+            if o.session.connection is not None and o.messages:
+                o.session.connection.send_many(o.messages)
+            o.messages = []
 
     def _outcome(self, w: Work, out, stretches) -> Outcome:
         s = w.session
@@ -298,23 +381,15 @@ class Engine:
                 o.messages.append(b'{"type":"prediction","sample":%d,"probs":%s%s}'
                                   % (smp, probs, b',"numerics":' + nums if nums else b""))
         M.PREDICTIONS.labels(s.hello.modality).inc(n)
-        o.alerts = s.alarms.on_loss(stretches, real_end) + s.alarms.on_steps(starts, samples, out.probs, out.attribution)
-        if w.flush:
-            o.alerts += s.alarms.finish(real_end)
-            o.finished = True
-        fs = s.hello.sample_rate
-        now, raised = iso(utcnow()), set()
-        for a in o.alerts:
-            if a["seq"] == 1:  # wall clock of the raise (kept by the later transitions): time to acknowledgement
-                _stamp(s.alarms, a, raised_at=now, acknowledged_at=None, acknowledged_by=None)
-                raised.add(a["alert_id"])
-            elif a["alert_id"] in raised:  # raised and cleared in one tick
-                a.update(raised_at=now, acknowledged_at=None, acknowledged_by=None)
-            o.messages.append(orjson.dumps({"type": "alert", "alert": a}))
-            if a["seq"] == 1:
-                first, data = s.strip(a["onset_sample"] - int(STRIP_PRE_S * fs), real_end)
-                o.strips.append((a["alert_id"], s.id, first, fs, orjson.dumps(list(s.hello.channels)).decode(),
-                                 s.hello.units, data.shape[1], data.astype("<f4").tobytes()))
+        # alarms: hello settings, not_monitoring cleared by data, then every source of this chunk
+        s.alarms.use_hello(s.hello)
+        x = w.x if len(s.index) == w.x.shape[1] else w.x[:, s.index]
+        o.alerts = s.alarms.not_monitoring(False, w.first, real_end - 1) if len(w.x) else []
+        o.alerts += s.alarms.process(w.first, real_end, stretches, starts, samples, out.probs, out.attribution, x,
+                                     flush=w.flush)
+        o.finished = w.flush
+        o.messages += _alert_messages(s, o.alerts)
+        o.strips = _strip_rows(s, s.alarms.strip_parts(real_end, final=w.flush))
         if w.snapshot:
             o.ack = real_end
             if not w.flush:
@@ -365,7 +440,9 @@ class Engine:
         self._count()
 
     async def _evict(self) -> None:
-        """Free the slots of sessions detached for longer than the detach timeout (snapshot kept)."""
+        """Free the slots of sessions detached for longer than the detach timeout (snapshot kept);
+        raise not_monitoring for streaming sessions without data."""
+        await self._not_monitoring()
         now = time.monotonic()
         for s in list(self.sessions.values()):
             if (s.status is Status.DETACHED and not s.pending_n and not s.snapshot_due
@@ -375,8 +452,7 @@ class Engine:
 
 def _state_alert(alarms, alert_id: str) -> dict | None:
     """The alarm engine's own copy of an alert (later transitions are copies of it), or None."""
-    conds = list(alarms.state["kinds"].values()) + ([alarms.state["loss"]] if alarms.state["loss"] else [])
-    return next((c["alert"] for c in conds if c["alert"] is not None and c["alert"]["alert_id"] == alert_id), None)
+    return alarms.held_alert(alert_id)
 
 
 def _stamp(alarms, alert: dict, **fields: Any) -> None:
@@ -393,6 +469,44 @@ def _acknowledge(alarms, alert_id: str, at: str, by: str | None) -> dict | None:
     if alert is not None:
         _stamp(alarms, alert, acknowledged_at=at, acknowledged_by=by)
     return alert
+
+
+def _alert_messages(s: Session, alerts: list[dict]) -> list[bytes]:
+    """Stamp the wall clock of each published raise (``raised_at``, kept by later transitions:
+    time to acknowledgement) and make the monitor's alert messages; suppressed transitions are
+    kept in history only (DESIGN §3)."""
+    now, stamped, out = None, {}, []
+    for a in alerts:
+        if a["evidence"].get("suppressed"):
+            continue
+        if a["alert_id"] in stamped:        # raised and changed again in one tick
+            a.update(stamped[a["alert_id"]])
+        elif a.get("raised_at") is None:
+            now = now or iso(utcnow())
+            stamped[a["alert_id"]] = {"raised_at": now, "acknowledged_at": None, "acknowledged_by": None}
+            _stamp(s.alarms, a, **stamped[a["alert_id"]])
+        out.append(orjson.dumps({"type": "alert", "alert": a}))
+    return out
+
+
+def _strip_rows(s: Session, parts: list[tuple[str, int, int, int]]) -> list[tuple]:
+    """Store rows of alert strip parts, raw samples as streamed from the session's ring:
+    (alert_id, session_id, window_start, first_sample, sample_rate, channels, units, n_channels,
+    n_samples, float32 bytes)."""
+    rows = []
+    channels = orjson.dumps(list(s.hello.channels)).decode()
+    for aid, start, a, b in parts:
+        first, data = s.strip(a, b)
+        rows.append((aid, s.id, start, first, s.hello.sample_rate, channels, s.hello.units, data.shape[1],
+                     len(data), data.astype("<f4").tobytes()))
+    return rows
+
+
+@functools.lru_cache(maxsize=None)
+def _child(metric, label: str):
+    """``metric.labels(label)``, looked up once: per frame, ``labels()`` was a tenth of the event
+    loop's own Python time at 200 sessions."""
+    return metric.labels(label)
 
 
 def _pad(s: Session, y: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

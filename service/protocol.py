@@ -60,13 +60,15 @@ class Hello:
     start_time: datetime | None = None
     predictions: bool = True
     scale: float | None = None
+    alarms: dict | None = None   # per-session alarm settings (service/alarms/settings.py), validated
 
     def to_dict(self) -> dict[str, Any]:
         return {"type": "hello", "protocol": C.PROTOCOL_VERSION, "session_id": self.session_id,
                 "modality": self.modality, "sample_rate": self.sample_rate, "channels": list(self.channels),
                 "units": self.units, "patient_id": self.patient_id,
                 "start_time": self.start_time.isoformat() if self.start_time else None,
-                "predictions": self.predictions, "scale": self.scale}
+                "predictions": self.predictions, "scale": self.scale,
+                **({"alarms": self.alarms} if self.alarms is not None else {})}
 
 
 def parse_hello(msg: Any) -> Hello:
@@ -101,7 +103,15 @@ def parse_hello(msg: Any) -> Hello:
     scale = msg.get("scale")
     if scale is not None:
         scale = _number(msg, "scale", 1e-12, 1e12, " units per count")
-    return Hello(sid, msg["modality"], rate, tuple(ch), msg["units"], pid, start, predictions, scale)
+    alarms = msg.get("alarms")
+    if alarms is not None:
+        from service.alarms.settings import SettingsError, validate
+
+        try:
+            alarms = validate(alarms, msg["modality"])
+        except SettingsError as e:
+            raise ProtocolError(C.BAD_HELLO, str(e)) from None
+    return Hello(sid, msg["modality"], rate, tuple(ch), msg["units"], pid, start, predictions, scale, alarms)
 
 
 def parse_time(value: Any) -> datetime:

@@ -161,7 +161,10 @@ class Session:
         """Keep raw samples (as streamed) in the strip ring."""
         n, k = len(self.ring), len(x)
         tail = x[-n:]
-        self.ring[(self.ring_n + k - len(tail) + np.arange(len(tail))) % n] = tail
+        start = (self.ring_n + k - len(tail)) % n
+        head = min(len(tail), n - start)                   # up to the ring's end, the rest wraps to 0
+        self.ring[start:start + head] = tail[:head]
+        self.ring[:len(tail) - head] = tail[head:]
         self.ring_n += k
 
     def strip(self, start: int, end: int) -> tuple[int, np.ndarray]:

@@ -1,4 +1,9 @@
-"""The history store: sessions, alert transitions, predictions and strips.
+"""The history store: sessions, alert transitions, predictions, alert strips and the alarm audit.
+
+Alert strips are written in parts as their samples arrive (``strips`` holds one row per alert,
+``strip_parts`` the raw samples), so a strip survives a crash and equals what was streamed; the
+audit (``alarm_audit``) records who acknowledged, paused, resumed or changed a session's alarms,
+when, and how long.
 
 Two backends run the same SQL (``$n`` placeholders; SQLite reads them as ``?n``): SQLite through
 aiosqlite under the data dir (default) and PostgreSQL through asyncpg
@@ -33,6 +38,13 @@ _DDL = (
         alert_id TEXT PRIMARY KEY, session_id TEXT NOT NULL, first_sample BIGINT NOT NULL,
         sample_rate DOUBLE PRECISION NOT NULL, channels TEXT NOT NULL, units TEXT NOT NULL,
         n_channels INTEGER NOT NULL, data {blob} NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS strip_parts (
+        alert_id TEXT NOT NULL, first_sample BIGINT NOT NULL, n_samples INTEGER NOT NULL,
+        data {blob} NOT NULL, PRIMARY KEY (alert_id, first_sample))""",
+    """CREATE TABLE IF NOT EXISTS alarm_audit (
+        session_id TEXT NOT NULL, alert_id TEXT, action TEXT NOT NULL, actor TEXT, at TEXT NOT NULL,
+        body TEXT NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS alarm_audit_by_session ON alarm_audit (session_id)",
 )
 _SESSION_COLS = "session_id, patient_id, modality, sample_rate, channels, units, started_at, ended_at, status, samples_received"
 _UPSERT_SESSION = f"""INSERT INTO sessions ({_SESSION_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
@@ -45,6 +57,10 @@ _INSERT_PREDICTION = """INSERT INTO predictions (session_id, sample, probs, nume
     ON CONFLICT (session_id, sample) DO NOTHING"""
 _INSERT_STRIP = """INSERT INTO strips (alert_id, session_id, first_sample, sample_rate, channels, units, n_channels, data)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (alert_id) DO NOTHING"""
+_INSERT_STRIP_PART = """INSERT INTO strip_parts (alert_id, first_sample, n_samples, data) VALUES ($1, $2, $3, $4)
+    ON CONFLICT (alert_id, first_sample) DO UPDATE SET n_samples = excluded.n_samples, data = excluded.data
+    WHERE excluded.n_samples > strip_parts.n_samples"""
+_INSERT_AUDIT = "INSERT INTO alarm_audit (session_id, alert_id, action, actor, at, body) VALUES ($1, $2, $3, $4, $5, $6)"
 _LATEST = "seq = (SELECT MAX(b.seq) FROM alerts b WHERE b.alert_id = a.alert_id)"
 
 
@@ -79,13 +95,23 @@ class Store:
 
     async def write(self, *, predictions: list[Row] = (), alerts: list[dict] = (), strips: list[Row] = (),
                     sessions: list[Row] = ()) -> None:
-        """One transaction: predictions (sid, sample, probs json, numerics json), alert transitions,
-        strips, and session updates (sid, status, samples_received, ended_at)."""
+        """One transaction: predictions (sid, sample, probs json, numerics json), alert transitions
+        (suppressed ones included), strip parts (alert_id, sid, window_start, first_sample, rate,
+        channels json, units, n_channels, n_samples, float32 bytes), and session updates (sid,
+        status, samples_received, ended_at)."""
         batches = [(_INSERT_PREDICTION, list(predictions)),
                    (_INSERT_ALERT, [(a["alert_id"], a["seq"], a["session_id"], a["onset_sample"],
                                      orjson.dumps(a).decode()) for a in alerts]),
-                   (_INSERT_STRIP, list(strips)), (_UPDATE_SESSION, list(sessions))]
+                   (_INSERT_STRIP, [(aid, sid, start, rate, ch, units, c, b"")
+                                    for aid, sid, start, _, rate, ch, units, c, _, _ in strips]),
+                   (_INSERT_STRIP_PART, [(aid, first, n, data) for aid, _, _, first, _, _, _, _, n, data in strips]),
+                   (_UPDATE_SESSION, list(sessions))]
         await self._db.write([b for b in batches if b[1]])
+
+    async def audit(self, entries: list[tuple[str, str | None, str, str | None, str, dict]]) -> None:
+        """Audit rows (session_id, alert_id or None, action, actor, at ISO time, details)."""
+        await self._db.write([(_INSERT_AUDIT, [(sid, aid, action, actor, at, orjson.dumps(body).decode())
+                                               for sid, aid, action, actor, at, body in entries])])
 
     # ------------------------------------------------------------------ reads
 
@@ -97,10 +123,24 @@ class Store:
         rows = await self._db.fetch(f"SELECT {_SESSION_COLS} FROM sessions WHERE session_id = $1", (session_id,))
         return _session(rows[0]) if rows else None
 
-    async def session_alerts(self, session_id: str) -> list[dict]:
+    async def session_alerts(self, session_id: str, suppressed: bool = False) -> list[dict]:
+        """The latest transition of each alert of a session; suppressed ones only when asked."""
         rows = await self._db.fetch(f"SELECT body FROM alerts a WHERE session_id = $1 AND {_LATEST} "
                                     "ORDER BY onset_sample, alert_id", (session_id,))
+        alerts = [orjson.loads(r[0]) for r in rows]
+        return alerts if suppressed else [a for a in alerts if not a["evidence"].get("suppressed")]
+
+    async def alert_transitions(self, alert_id: str) -> list[dict]:
+        """Every stored transition of an alert, in order (suppressed ones included)."""
+        rows = await self._db.fetch("SELECT body FROM alerts WHERE alert_id = $1 ORDER BY seq", (alert_id,))
         return [orjson.loads(r[0]) for r in rows]
+
+    async def audit_log(self, session_id: str) -> list[dict]:
+        """The alarm audit of a session, oldest first."""
+        rows = await self._db.fetch("SELECT alert_id, action, actor, at, body FROM alarm_audit WHERE session_id = $1 "
+                                    "ORDER BY at", (session_id,))
+        return [{"session_id": session_id, "alert_id": aid, "action": action, "by": actor, "at": at,
+                 "details": orjson.loads(body)} for aid, action, actor, at, body in rows]
 
     async def alert(self, alert_id: str) -> dict | None:
         rows = await self._db.fetch(f"SELECT body FROM alerts a WHERE alert_id = $1 AND {_LATEST}", (alert_id,))
@@ -121,12 +161,30 @@ class Store:
         return out
 
     async def strip(self, alert_id: str) -> tuple[int, float, list[str], str, int, bytes] | None:
+        """(first_sample, sample_rate, channels, units, n_channels, float32 bytes) of an alert's strip:
+        its parts joined in sample order (parts rewritten after a resume may overlap: each sample once)."""
         rows = await self._db.fetch("SELECT first_sample, sample_rate, channels, units, n_channels, data "
                                     "FROM strips WHERE alert_id = $1", (alert_id,))
         if not rows:
             return None
         first, rate, channels, units, c, data = rows[0]
-        return first, rate, orjson.loads(channels), units, c, bytes(data)
+        parts = await self._db.fetch("SELECT first_sample, n_samples, data FROM strip_parts WHERE alert_id = $1 "
+                                     "ORDER BY first_sample", (alert_id,))
+        if not parts:  # a strip written whole (before strips came in parts)
+            return first, rate, orjson.loads(channels), units, c, bytes(data)
+        out, end, width = [], None, 4 * c
+        for a, n, d in parts:
+            d = bytes(d)
+            if end is None:
+                first, end = a, a
+            if a + n <= end:
+                continue
+            if a > end:  # samples never written (lost with a crash before they were stored): NaN
+                out.append(b"\x00\x00\xc0\x7f" * (c * (a - end)))
+                end = a
+            out.append(d[(end - a) * width:])
+            end = a + n
+        return first, rate, orjson.loads(channels), units, c, b"".join(out)
 
 
 def _session(r: Row) -> dict[str, Any]:

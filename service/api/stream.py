@@ -23,17 +23,25 @@ MAX_QUEUED = 100_000  # messages waiting for a client that does not read
 
 
 class Connection:
-    """One client socket with an ordered send queue drained by a writer task."""
+    """One client socket with an ordered send queue drained by a writer task.
+
+    Until :meth:`ready` the engine's messages for it are held back, so ``ready`` is always the
+    first message a client gets (the engine may already deliver to a session it took over).
+    """
 
     def __init__(self, ws: WebSocket):
         self.ws = ws
         self._queue: asyncio.Queue[bytes | int] = asyncio.Queue()
+        self._held: list[bytes] | None = []
         self._failed = False
         self.closed = asyncio.Event()
         self._writer = asyncio.create_task(self._write())
 
     def send_many(self, messages: list[bytes]) -> None:
         if self._failed:
+            return
+        if self._held is not None:
+            self._held.extend(messages)
             return
         if self._queue.qsize() + len(messages) > MAX_QUEUED:
             self.fail(C.OVERLOADED, "Client is not reading: too many messages queued")
@@ -43,6 +51,11 @@ class Connection:
 
     def send(self, message: dict) -> None:
         self.send_many([orjson.dumps(message)])
+
+    def ready(self, message: dict) -> None:
+        """Send ``ready``, then what the engine produced for this connection before it."""
+        held, self._held = self._held or [], None
+        self.send_many([orjson.dumps(message)] + held)
 
     def fail(self, code: str, message: str) -> None:
         """Send an error; close with the code's close code (``unknown_type`` keeps it open)."""
@@ -100,7 +113,7 @@ async def stream(ws: WebSocket) -> None:
         hello = parse_hello(_loads(first["text"], C.BAD_HELLO))
         session = await engine.open(hello, conn)
         model = session.model
-        conn.send({"type": "ready", "session_id": hello.session_id, "resume_from": session.n_received,
+        conn.ready({"type": "ready", "session_id": hello.session_id, "resume_from": session.n_received,
                    "model": {"name": model.name, "version": model.version}, "labels": list(model.config.labels),
                    "output_rate": model.config.output_rate, "delay_samples": session.pre.delay_samples})
         await _read(ws, conn, engine, session)

@@ -16,10 +16,11 @@ SECONDS = 20
 
 
 def with_dropout(x: np.ndarray, fs: float) -> np.ndarray:
-    """A copy with a 2-s NaN burst at 5 s and a 2-s flat line at 12 s (both raise signal_loss)."""
+    """A copy with a 2-s NaN burst at 5 s and a 4.5-s flat line at 12 s (both raise signal_loss; a
+    flat line does once it has lasted 4 s)."""
     x = x.copy()
     x[int(5 * fs):int(7 * fs)] = np.nan
-    x[int(12 * fs):int(14 * fs)] = x[int(12 * fs)]
+    x[int(12 * fs):int(16.5 * fs)] = x[int(12 * fs)]
     return x
 
 

@@ -1,4 +1,5 @@
-"""The first alert rule and the lost-signal detector: ids, hysteresis, fitted detectors, chunk invariance."""
+"""Label episodes and the lost-signal detector inside the alarm engine: ids, hysteresis, fitted
+detectors, chunk invariance (the state machine itself: test_alarm_states.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import orjson
 import pytest
 
 from models.detector import EpisodeDetector, detectors_from_meta
-from service.alerts import RULES, AlertContext, Alarms, LabelRule, label_rules
+from service.alarms.sources import LabelRule
+from service.alerts import AlertContext, Alarms
 from service.quality import Quality
 
 CTX = AlertContext("bed-1", "p-9", "ecg", 360.0, ("MLII", "V1"), {"name": "vigil-ecg", "version": "t"})
@@ -22,28 +24,39 @@ def steps(p_af: list[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nda
     return samples - 35, samples, probs, np.full((n, 2), 0.5)
 
 
-def test_threshold_hysteresis_and_min_duration():
-    alarms = Alarms(CTX, LABELS, 10.0)
-    # 50 steps above 0.7 (5 s, shorter than af's 10 s): nothing; then 150 steps above 0.5: raised
+def feed(alarms: Alarms, starts, samples, probs, attr) -> list[dict]:
+    """Output steps only (no raw chunk): what the engine passes for a chunk of model outputs."""
+    end = int(samples[-1]) + 1 if len(samples) else 0
+    return alarms.process(int(starts[0]) if len(starts) else 0, end, [], starts, samples, probs, attr)
+
+
+def test_threshold_and_min_duration():
+    alarms = Alarms(CTX, LABELS, 10.0, detectors={"af": EpisodeDetector("af", 0.5, 10.0)}, rhythm=None)
+    # 50 steps above 0.5 (5 s, shorter than 10 s): nothing; then 150 steps above 0.5: raised
     p = [0.9] * 50 + [0.3] + [0.75] + [0.6] * 149 + [0.2] * 3
     starts, samples, probs, attr = steps(p)
-    out = alarms.on_steps(starts, samples, probs, attr)
+    out = feed(alarms, starts, samples, probs, attr)
     assert [(a["state"], a["seq"]) for a in out] == [("active", 1), ("cleared", 2)]
     raised, cleared = out
     assert raised["alert_id"] == f"bed-1:af:{starts[51]}" and raised["onset_sample"] == starts[51]
     assert raised["raised_sample"] == samples[51 + 99] and raised["end_sample"] is None
     assert cleared["end_sample"] == starts[201] and cleared["category"] == "physiological"
     assert raised["evidence"]["probabilities"]["af"] == 0.6 and set(raised["evidence"]["attribution"]) == {"MLII", "V1"}
+    assert raised["evidence"]["threshold"] == 0.5 and raised["evidence"]["suppressed"] is False
 
 
 def test_finish_clears_active_and_drops_pending():
-    alarms = Alarms(CTX, LABELS, 10.0)
-    starts, samples, probs, attr = steps([0.9] * 120)
-    assert len(alarms.on_steps(starts, samples, probs, attr)) == 1
-    alarms.state["kinds"]["vt"] = {"onset": 5, "steps": 1, "alert": None}
+    alarms = Alarms(CTX, LABELS, 10.0, detectors={"af": EpisodeDetector("af", 0.5, 10.0),
+                                                  "vt": EpisodeDetector("vt", 0.5, 5.0)}, rhythm=None)
+    p = np.zeros((120, len(LABELS)), np.float32)
+    p[:, 1] = 0.9
+    p[110:, 2] = 0.9                                 # vt for 1 s: pending at the end
+    starts, samples, _, attr = steps([0.0] * 120)
+    assert len(feed(alarms, starts, samples, p, attr)) == 1
+    assert set(alarms.state["conds"]) == {"af", "vt"}
     out = alarms.finish(9999)
     assert [(a["kind"], a["state"], a["end_sample"]) for a in out] == [("af", "cleared", 9999)]
-    assert alarms.state == {"kinds": {}, "loss": None, "smooth": {}}
+    assert alarms.state["conds"] == {} and alarms.state["alerts"] == {}
 
 
 def test_signal_loss_is_chunk_invariant(rng):
@@ -54,19 +67,22 @@ def test_signal_loss_is_chunk_invariant(rng):
     x[5000:5100] = np.nan                     # 0.3 s: too short
     x[7000:9000] = x[7000]                    # 5.6 s flat line: raises from its start
     x[9100:9500] = np.nan                     # returns within the clear time: same condition
-    q = Quality(2, 360, 20_000.0)
+    q = Quality(2, 4 * 360, 20_000.0)               # a flat line is lost once it has lasted 4 s
 
     def run(bounds):
-        alarms, state, out = Alarms(CTX, LABELS, 10.0), q.init_state(), []
+        alarms, state, out = Alarms(CTX, LABELS, 10.0, rhythm=None), q.init_state(), []
         edges = [0, *bounds, n]
         for a, b in zip(edges[:-1], edges[1:]):
             stretches, state = q.update(x[a:b], a, None, state)
-            out += alarms.on_loss(stretches, b)
-        return [(al["alert_id"], al["seq"], al["raised_sample"], al["end_sample"]) for al in out]
+            out += alarms.process(a, b, stretches)
+        return [(al["alert_id"], al["seq"], al["raised_sample"], al["end_sample"], al["evidence"]["causes"])
+                for al in out]
 
     whole = run([])
-    assert whole == [("bed-1:signal_loss:1000", 1, 1359, None), ("bed-1:signal_loss:1000", 2, 1359, 1500),
-                     ("bed-1:signal_loss:7000", 1, 7359, None), ("bed-1:signal_loss:7000", 2, 7359, 9500)]
+    assert whole == [("bed-1:signal_loss:1000", 1, 1359, None, ["missing"]),
+                     ("bed-1:signal_loss:1000", 2, 1359, 1500, ["missing"]),
+                     ("bed-1:signal_loss:7000", 1, 7000 + 4 * 360 - 1, None, ["flat_line"]),
+                     ("bed-1:signal_loss:7000", 2, 7000 + 4 * 360 - 1, 9500, ["flat_line"])]
     for k in (1, 7, 300):
         assert run(np.sort(rng.choice(np.arange(1, n), size=n // (10 * k) or 1, replace=False)).tolist()) == whole
 
@@ -80,17 +96,18 @@ META = {"detectors": {
 
 
 @pytest.mark.parametrize("modality, detectors, expected", [
-    ("ecg", None, list(RULES["ecg"])),
-    ("eeg", {}, list(RULES["eeg"])),
-    ("ecg", detectors_from_meta(META, LABELS), [   # vt, vf missing from meta: the detector defaults
-        LabelRule("af", "af", 0.575, 0.575, 20.0, 10.0, 10.0), LabelRule("vt", "vt", 0.5, 0.5, 1.0, 1.0, 0.5),
-        LabelRule("vf", "vf", 0.5, 0.5, 3.0, 2.0, 2.0), LabelRule("noise", "artifact", 0.8, 0.8, 2.0, 1.0, 1.0)]),
+    ("ecg", detectors_from_meta(META, LABELS), {   # vt, vf missing from meta: the detector defaults
+        "af": LabelRule("af", 0.575, 20.0, 10.0, 10.0), "vt": LabelRule("vt", 0.5, 1.0, 1.0, 0.5),
+        "vf": LabelRule("vf", 0.5, 3.0, 2.0, 2.0), "noise": LabelRule("noise", 0.8, 2.0, 1.0, 1.0)}),
     ("eeg", {"seizure": EpisodeDetector("seizure", 0.35, 3.0, 5.0, 2.0)},
-     [LabelRule("seizure", "seizure", 0.35, 0.35, 3.0, 5.0, 2.0), RULES["eeg"][1]]),
+     {"seizure": LabelRule("seizure", 0.35, 3.0, 5.0, 2.0), "artifact": LabelRule("artifact", 0.5, 0.25, 0.25, 0.0)}),
 ])
 def test_rules_from_detectors(modality, detectors, expected):
-    """Fitted detectors replace the defaults label by label; kinds stay; ``normal`` raises nothing."""
-    assert label_rules(modality, detectors) == expected
+    """Fitted detectors are the model-driven kinds' rules, label by label; ``normal`` raises nothing."""
+    labels = LABELS if modality == "ecg" else ("seizure", "artifact")
+    ctx = AlertContext("bed-1", None, modality, 256.0, ("C3",), {"name": "m", "version": "t"})
+    alarms = Alarms(ctx, labels, 10.0, detectors=detectors, rhythm=None)
+    assert {label: tracker.rule for label, _, tracker, _ in alarms.trackers} == expected
 
 
 def run_af(det: EpisodeDetector | None, p: list[float], bounds=(), restore=False):
@@ -98,12 +115,13 @@ def run_af(det: EpisodeDetector | None, p: list[float], bounds=(), restore=False
     the state round-tripped through JSON at each boundary, as a snapshot would)."""
     starts, samples, probs, attr = steps(p)
     dets = {"af": det} if det else None
-    alarms, out, state = Alarms(CTX, LABELS, 10.0, detectors=dets), [], None
+    alarms, out, state = Alarms(CTX, LABELS, 10.0, detectors=dets, rhythm=None), [], None
     edges = [0, *bounds, len(p)]
     for a, b in zip(edges[:-1], edges[1:]):
         if restore and state is not None:
-            alarms = Alarms(CTX, LABELS, 10.0, state=orjson.loads(state), detectors=dets)
-        out += alarms.on_steps(starts[a:b], samples[a:b], probs[a:b], attr[a:b])
+            alarms = Alarms(CTX, LABELS, 10.0, state=orjson.loads(state), detectors=dets, rhythm=None)
+        if b > a:
+            out += feed(alarms, starts[a:b], samples[a:b], probs[a:b], attr[a:b])
         state = orjson.dumps(alarms.state)
     out += alarms.finish(int(samples[-1]) + 1)
     return out

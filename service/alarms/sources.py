@@ -1,0 +1,226 @@
+"""Condition sources: where an alarm condition's onset, confirmation and end come from.
+
+Every source turns its input into *condition events* on the session's sample axis, so that the
+state machine (:mod:`service.alarms.machine`) treats them alike:
+
+- ``("begin", kind, onset)``: the condition may have started at ``onset`` (pending),
+- ``("confirm", kind, at)``: the source has confirmed it at sample ``at`` (the alert may be raised),
+- ``("end", kind, end)``: it ended; ``end`` is exclusive.
+
+Sources: a model label's episodes (:class:`LabelTracker`, the checkpoint's fitted detector),
+lost-signal stretches of the raw input (:class:`LossTracker`), and the rate events of the QRS
+detector (:class:`RhythmSource`, ``models/qrs.py``). All state is JSON, and every sample they
+report is a function of the signal alone, never of how it was chunked.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from models.detector import EpisodeDetector
+from service import constants as C
+
+Event = tuple[str, str, int]
+
+
+def steps_for(seconds: float, rate: float) -> int:
+    """Whole output steps covering ``seconds`` (at least one)."""
+    return max(1, math.ceil(round(seconds * rate, 9)))
+
+
+@dataclass(frozen=True)
+class LabelRule:
+    """A model label's episode rule: smoothed probability >= ``threshold`` for ``min_s`` raises;
+    ``gap_s`` below it ends (DESIGN: the detectors training fitted, :mod:`models.detector`)."""
+
+    label: str
+    threshold: float
+    min_s: float
+    gap_s: float
+    smooth_s: float
+
+    @classmethod
+    def from_detector(cls, d: EpisodeDetector, threshold: float | None = None) -> "LabelRule":
+        return cls(d.label, d.threshold if threshold is None else threshold, d.min_duration_s, d.join_gap_s,
+                   d.smooth_s)
+
+
+class LabelTracker:
+    """Episodes of one label over output steps, exactly as :meth:`EpisodeDetector.detect` finds
+    them offline: a causal moving average over ``smooth_s``, an episode once the average has been
+    >= threshold for ``min_s`` (onset at the start of that stretch, across joined gaps), ended once
+    it has been below for ``gap_s`` (end at the first step below)."""
+
+    def __init__(self, rule: LabelRule, output_rate: float):
+        self.rule = rule
+        self.min_steps = steps_for(rule.min_s, output_rate)
+        self.gap_steps = steps_for(rule.gap_s, output_rate)
+        self.k = EpisodeDetector(rule.label, smooth_s=rule.smooth_s).smooth_steps(output_rate)
+
+    def smooth(self, st: dict, p: float) -> float:
+        """Push one probability into the moving average held in ``st["win"]``; the average."""
+        if self.k <= 1:
+            return p
+        w = st["win"] = (st.get("win", []) + [p])[-self.k:]
+        return math.fsum(w) / len(w)
+
+    def step(self, st: dict, p: float, start: int, sample: int) -> list[tuple[str, int]]:
+        """One output step (covering input samples ``start..sample``); events ``(type, sample)``."""
+        ep = st.get("ep")
+        if ep is None:
+            if p < self.rule.threshold:
+                return []
+            ep = st["ep"] = {"onset": start, "steps": 0, "below": 0, "end": None, "confirmed": False}
+            out = [("begin", start)]
+        else:
+            out = []
+        ep["steps"] += 1
+        if p >= self.rule.threshold:
+            ep["below"], ep["end"] = 0, None
+            if not ep["confirmed"] and ep["steps"] >= self.min_steps:
+                ep["confirmed"] = True
+                out.append(("confirm", sample))
+        else:
+            ep["below"] += 1
+            if ep["end"] is None:
+                ep["end"] = start
+            if ep["below"] >= self.gap_steps:
+                out.append(("end", ep["end"]))
+                st["ep"] = None
+        return out
+
+
+class LossTracker:
+    """signal_loss from lost stretches ``(start, end, onset, causes)`` of :mod:`service.quality`:
+    confirmed once the lost stretch (from its onset, across short valid gaps) has lasted
+    ``LOSS_MIN_S``; ended once ``LOSS_CLEAR_S`` of valid signal has followed (end: the first valid
+    sample)."""
+
+    def __init__(self, sample_rate: float):
+        self.min_n = math.ceil(C.LOSS_MIN_S * sample_rate)
+        self.clear_n = math.ceil(C.LOSS_CLEAR_S * sample_rate)
+
+    def update(self, st: dict, stretches: list[tuple], end: int) -> list[tuple[str, int, int]]:
+        """Events ``(type, sample, causes)`` of a chunk whose samples end before ``end``."""
+        out = []
+        for a, b, onset, *rest in stretches:
+            causes = rest[0] if rest else 0
+            cur = st.get("loss")
+            if cur is not None and a - cur["until"] >= self.clear_n:
+                out.append(("end", cur["until"], cur["causes"]))
+                cur = None
+            if cur is None:
+                cur = st["loss"] = {"onset": onset, "until": b, "causes": 0, "confirmed": False}
+                out.append(("begin", onset, 0))
+            cur["until"], cur["causes"] = b, cur["causes"] | causes
+            if not cur["confirmed"] and b - cur["onset"] >= self.min_n:
+                cur["confirmed"] = True
+                out.append(("confirm", max(a, cur["onset"] + self.min_n - 1), cur["causes"]))
+        cur = st.get("loss")
+        if cur is not None and end - cur["until"] >= self.clear_n:
+            out.append(("end", cur["until"], cur["causes"]))
+            st["loss"] = None
+        return out
+
+
+# ------------------------------------------------------------------ QRS detector (models/qrs.py)
+
+
+def encode_arrays(arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+    """numpy arrays as JSON (dtype, shape, base64 bytes): exact, so a snapshot restores bit for bit."""
+    return {k: {"dtype": v.dtype.str, "shape": list(v.shape),
+                "b64": base64.b64encode(np.ascontiguousarray(v).tobytes()).decode()}
+            for k, v in ((k, np.asarray(v)) for k, v in arrays.items())}
+
+
+def decode_arrays(d: dict[str, Any]) -> dict[str, np.ndarray]:
+    return {k: np.frombuffer(base64.b64decode(v["b64"]), dtype=np.dtype(v["dtype"])).reshape(v["shape"]).copy()
+            for k, v in d.items()}
+
+
+def rhythm_factory() -> Callable[[float], Any] | None:
+    """``models.qrs.RhythmMonitor`` when that module exists (the QRS detector with the CinC 2015 rate
+    conditions), else None: asystole, bradycardia and tachycardia then stay silent (docs/alarms.md)."""
+    try:
+        from models.qrs import RhythmMonitor
+    except ImportError:
+        return None
+    return RhythmMonitor
+
+
+class RhythmSource:
+    """Rate conditions (asystole, bradycardia, tachycardia) from a :class:`models.qrs.RhythmMonitor`
+    on the session's first model lead; its state travels JSON-encoded in the alarm state.
+
+    A condition's onset is the detector's (asystole: the last beat; bradycardia and tachycardia:
+    the first beat of the run); it is *established* (confirmed) where the definition is met:
+    4 s after the last beat, or at the 5th (17th) beat of the run.
+    """
+
+    BATCH_S = 1.0
+
+    def __init__(self, monitor: Any):
+        self.monitor = monitor
+        fs = float(getattr(monitor, "fs", 250.0))
+        self.batch_n = max(1, round(self.BATCH_S * fs))
+        try:
+            from models import qrs
+            self.asystole_n, self.run_beats = round(qrs.ASYSTOLE_S * fs), {"bradycardia": qrs.BRADY_BEATS,
+                                                                          "tachycardia": qrs.TACHY_BEATS}
+        except (ImportError, AttributeError):
+            self.asystole_n, self.run_beats = round(4.0 * fs), {"bradycardia": 5, "tachycardia": 17}
+
+    def initial_state(self) -> dict:
+        """The source's state: the detector's arrays, recent beats, and the samples not yet given to
+        the detector (it runs once ``BATCH_S`` of signal has gathered: its cost is per call)."""
+        return {"m": self.monitor.initial_state(), "beats": [], "buf": np.zeros(0), "end": 0}
+
+    def export(self, st: dict) -> dict:
+        """``st`` as JSON-able data (exact)."""
+        return {**st, "m": encode_arrays(st["m"]), "buf": encode_arrays({"x": st["buf"]})}
+
+    def load(self, st: dict) -> dict:
+        return {**st, "m": decode_arrays(st["m"]), "buf": decode_arrays(st["buf"])["x"]}
+
+    def update(self, st: dict, x: np.ndarray, first: int, flush: bool = False) -> list[tuple[str, str, int, int]]:
+        """Events ``(type, kind, sample, established)`` once ``BATCH_S`` of the lead has gathered (or at
+        the end), from ``x`` (n,) starting at ``first`` (``sample``: the onset of a begin, the exclusive
+        end of an end). ``st["end"]`` is the first sample the detector has not seen; the beats are kept
+        in ``st["beats"]`` (the machine trims them, keeping at least the longest run)."""
+        buf = st["buf"] = np.concatenate([st["buf"], np.asarray(x, np.float64)])
+        if len(buf) == 0 or (len(buf) < self.batch_n and not flush):
+            return []
+        update, st["m"] = self.monitor.process(buf, st["end"], st["m"])
+        st["end"] += len(buf)
+        st["buf"] = np.zeros(0)
+        beats = st["beats"] = st["beats"] + [int(b) for b in np.asarray(update.beats).tolist()]
+        out = []
+        for e in update.events:
+            if e.kind not in ("asystole", "bradycardia", "tachycardia"):
+                continue
+            if e.end_sample is not None:
+                out.append(("end", e.kind, int(e.end_sample), int(e.end_sample)))
+                continue
+            onset = int(e.onset_sample)
+            if e.kind == "asystole":
+                at = onset + self.asystole_n
+            else:
+                i = next((i for i in range(len(beats) - 1, -1, -1) if beats[i] == onset), None)
+                n = self.run_beats[e.kind]
+                at = beats[i + n - 1] if i is not None and i + n - 1 < len(beats) else onset
+            out.append(("begin", e.kind, onset, at))
+        return out
+
+
+def heart_rate(beats: list[int], at: int, sample_rate: float, n: int = 5, window_s: float = 30.0) -> float | None:
+    """Median heart rate (bpm) of the last ``n`` RR intervals of beats in the ``window_s`` up to ``at``."""
+    lo = at - window_s * sample_rate
+    b = [x for x in beats if lo <= x <= at][-(n + 1):]
+    if len(b) < 2:
+        return None
+    return round(60.0 * sample_rate / float(np.median(np.diff(b))), 1)
