@@ -76,7 +76,9 @@ class AlertKind:
     generation delay added once the source has confirmed the condition (0–``max_delay_s``,
     settable per session). ``escalates`` names the kind this one supersedes; high-priority
     alerts latch (stay active until acknowledged); ``suppressible`` kinds are withheld while
-    the signal is poor or the session's alarms are paused.
+    the session's alarms are paused, and, when ``poor_signal_held`` too, while the signal is
+    poor or lost (asystole and VF never are: a missed one costs a life, IEC 60601-1-8 practice
+    and CinC 2015).
     """
 
     name: str
@@ -91,6 +93,7 @@ class AlertKind:
     max_delay_s: float = 10.0
     escalates: str | None = None
     suppressible: bool = True
+    poor_signal_held: bool = True
 
     @property
     def latching(self) -> bool:
@@ -104,9 +107,9 @@ ALERT_KINDS: dict[str, AlertKind] = {k.name: k for k in (
               "ventricular tachycardia (>= 5 ventricular beats > 100 bpm): the model's vt episode"),
     AlertKind("vf", PHYSIOLOGICAL, HIGH, ("ecg",), SOURCE_MODEL, L.VF,
               "ventricular fibrillation or flutter (>= 4 s): the model's vf episode; supersedes vt",
-              escalates="vt"),
+              escalates="vt", poor_signal_held=False),
     AlertKind("asystole", PHYSIOLOGICAL, HIGH, ("ecg",), SOURCE_RHYTHM, "asystole",
-              "no QRS for >= 4 s (QRS detector, CinC 2015)"),
+              "no QRS for >= 4 s (QRS detector, CinC 2015)", poor_signal_held=False),
     AlertKind("bradycardia", PHYSIOLOGICAL, HIGH, ("ecg",), SOURCE_RHYTHM, "bradycardia",
               "extreme bradycardia: < 40 bpm for 5 beats (QRS detector, CinC 2015)"),
     AlertKind("tachycardia", PHYSIOLOGICAL, HIGH, ("ecg",), SOURCE_RHYTHM, "tachycardia",

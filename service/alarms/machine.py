@@ -447,7 +447,7 @@ class Alarms:
                 a = self._state["alerts"].get(c["alert"]) if c and c["alert"] else None
                 if a is not None and not a["evidence"]["suppressed"]:
                     return {"reason": "superseded", "detail": f"{k} ({a['alert_id']}) is active"}
-        if self.settings.suppression:
+        if self.settings.suppression and spec.poor_signal_held:
             lo = t - self.window_n
             if _overlaps(self._state["ev"]["lost"], lo, t):
                 return {"reason": "signal_loss",

@@ -341,3 +341,138 @@ def test_rhythm_state_encoding_is_exact():
     arrays = {"a": np.arange(5, dtype=np.int64), "b": np.array([[np.pi, -0.0]], np.float32), "c": np.array(3.5)}
     back = decode_arrays(orjson.loads(orjson.dumps(encode_arrays(arrays))))
     assert all(back[k].dtype == v.dtype and back[k].tobytes() == v.tobytes() for k, v in arrays.items())
+
+
+# ------------------------------------------------------------------ every kind, every transition
+
+
+class ScriptedMonitor:
+    """The models/qrs.py interface reporting one rate condition of ``kind`` from ``on`` to ``off``
+    (samples), with a beat every 0.5 s so a heart rate exists."""
+
+    def __init__(self, kind: str, on: int, off: int):
+        self.kind, self.on, self.off = kind, on, off
+
+    def __call__(self, fs: float) -> "ScriptedMonitor":  # the factory Alarms expects
+        self.fs = fs
+        return self
+
+    def initial_state(self):
+        return {"n": np.array(0, np.int64)}
+
+    def process(self, x, first, state):
+        a, b = first, first + len(x)
+        events = [RateEvent(self.kind, self.on, None)] if a <= self.on < b else []
+        events += [RateEvent(self.kind, self.on, self.off)] if a <= self.off < b else []
+        beats = np.arange(-(-a // 50) * 50, b, 50, dtype=np.int64)
+        return RhythmUpdate(beats, 120.0, events), {"n": np.array(b, np.int64)}
+
+
+MODEL_KINDS = {"af": 1, "vt": 2, "vf": 3, "artifact": 4}       # ECG kind -> label column of LABELS
+RATE_KINDS = ("asystole", "bradycardia", "tachycardia")
+
+
+def drive(kind: str, on_s: float, off_s: float, noise: tuple[float, float] | None = None,
+          settings: dict | None = None, pause_s: float = 0.0, n_s: float = 40.0) -> tuple[Alarms, list[dict]]:
+    """One ECG session of ``n_s`` s whose only condition is ``kind`` from ``on_s`` to ``off_s``
+    (and the noise label high over ``noise``; ``kind`` paused for the first ``pause_s``), in 1-s
+    chunks; the alarms and their transitions."""
+    n, k = int(n_s * FS), int(n_s * RATE)
+    p = np.zeros((k, len(LABELS)), np.float32)
+    p[:, 0] = 0.8
+    span = slice(int(on_s * RATE), int(off_s * RATE))
+    if kind in MODEL_KINDS:
+        p[span, MODEL_KINDS[kind]] = 0.9
+    if noise is not None:
+        p[int(noise[0] * RATE):int(noise[1] * RATE), 4] = 0.9
+    x = np.zeros((n, 2), np.float32)
+    x[::50, 0] = 1.0
+    rhythm = ScriptedMonitor(kind, int(on_s * FS), int(off_s * FS)) if kind in RATE_KINDS else None
+    if kind == "signal_loss":
+        x[int(on_s * FS):int(off_s * FS)] = np.nan
+    alarms = Alarms(CTX, LABELS, RATE, detectors=DETS, rhythm=rhythm or (lambda fs: ScriptedMonitor("-", -1, -1)))
+    if settings:
+        alarms.configure(AS.validate(settings, "ecg"))
+    if pause_s:
+        alarms.pause(0, pause_s, [kind], "nurse-7", "2026-11-30T00:00:00Z")
+    q = Quality(2, int(C.FLAT_S * FS), 1e6)
+    qs, out = q.init_state(), []
+    for a in range(0, n, int(FS)):
+        b = a + int(FS)
+        stretches, qs = q.update(x[a:b], a, None, qs)
+        kk = np.arange(a // P, b // P)
+        out += alarms.process(a, b, stretches, kk * P, kk * P + P - 1, p[kk], np.full((len(kk), 2), 0.5), x[a:b])
+    return alarms, out
+
+
+ECG_KINDS = [*MODEL_KINDS, *RATE_KINDS, "signal_loss"]
+
+
+@pytest.mark.parametrize("kind", ECG_KINDS)
+def test_every_kind_raises_then_clears_or_latches_until_acknowledged(kind):
+    """inactive -> active (published, seq 1, onset where the condition began) -> the condition ends:
+    high priority latches (end_sample set, still active) until acknowledged, then clears; the
+    others clear at once."""
+    spec = C.ALERT_KINDS[kind]
+    alarms, out = drive(kind, 10.0, 20.0)
+    mine = [a for a in out if a["kind"] == kind]
+    assert mine, f"{kind} was not raised"
+    first = mine[0]
+    assert (first["seq"], first["state"], first["acknowledged"], first["priority"], first["category"]) == (
+        1, "active", False, spec.priority, spec.category)
+    assert first["onset_sample"] == 1000 and first["alert_id"] == f"bed-3:{kind}:1000"
+    assert first["end_sample"] is None and not first["evidence"]["suppressed"]
+    last = mine[-1]
+    assert last["end_sample"] == 2000 and [a["seq"] for a in mine] == list(range(1, len(mine) + 1))
+    if spec.latching:
+        assert last["state"] == "active", f"{kind} should latch"
+        done = alarms.acknowledge(last["alert_id"])
+        assert (done["state"], done["acknowledged"], done["seq"]) == ("cleared", True, last["seq"] + 1)
+        assert alarms.acknowledge(last["alert_id"]) is None
+    else:
+        assert last["state"] == "cleared"
+        assert alarms.acknowledge(last["alert_id"]) is None          # nothing held to acknowledge
+
+
+@pytest.mark.parametrize("kind", [k for k in ECG_KINDS if C.ALERT_KINDS[k].max_delay_s > 0])
+def test_every_kind_pending_condition_shorter_than_its_delay_is_dropped(kind):
+    """pending -> dropped: a 2-s condition under a 5-s generation delay is never published; a
+    12-s one is raised 5 s after its source confirmed it."""
+    settings = {"kinds": {kind: {"delay_s": 5.0}}}
+    _, short = drive(kind, 10.0, 12.0, settings=settings)
+    assert not [a for a in short if a["kind"] == kind]
+    _, long = drive(kind, 10.0, 22.0, settings=settings)
+    _, prompt = drive(kind, 10.0, 22.0)
+    raised = [a["raised_sample"] for a in long if a["kind"] == kind][:1]
+    at_once = [a["raised_sample"] for a in prompt if a["kind"] == kind][:1]
+    assert raised and at_once and raised[0] == at_once[0] + 500
+
+
+@pytest.mark.parametrize("kind", ECG_KINDS)
+def test_every_kind_under_poor_signal(kind):
+    """Poor signal (the noise label high from 8 s) holds back the physiological kinds except
+    asystole and VF: kept in history as suppressed, raised once the signal is good again; technical
+    kinds, asystole and VF are raised at once."""
+    if kind == "artifact":
+        pytest.skip("artifact is the poor-signal condition itself")
+    _, out = drive(kind, 10.0, 25.0, noise=(8.0, 14.0))
+    mine = [a for a in out if a["kind"] == kind]
+    spec = C.ALERT_KINDS[kind]
+    if spec.suppressible and spec.poor_signal_held:
+        assert mine[0]["evidence"]["suppressed"] and mine[0]["evidence"]["suppression"]["reason"] == "poor_signal"
+        raised = [a for a in mine if not a["evidence"]["suppressed"]]
+        assert raised and raised[0]["alert_id"] == mine[0]["alert_id"] and raised[0]["raised_sample"] >= 1400
+    else:
+        assert not mine[0]["evidence"]["suppressed"] and mine[0]["raised_sample"] < 1400 + C.SUPPRESS_WINDOW_S * FS
+
+
+@pytest.mark.parametrize("kind", [k for k in ECG_KINDS if C.ALERT_KINDS[k].suppressible])
+def test_every_suppressible_kind_waits_out_a_pause(kind):
+    """A pause (who, when, how long) withholds the kind, kept in history with the reason; it is
+    raised when the pause ends."""
+    _, out = drive(kind, 10.0, 30.0, pause_s=20.0)
+    mine = [a for a in out if a["kind"] == kind]
+    assert mine[0]["evidence"]["suppressed"] and mine[0]["evidence"]["suppression"]["reason"] == "paused"
+    assert "nurse-7" in mine[0]["evidence"]["suppression"]["detail"]
+    raised = [a for a in mine if not a["evidence"]["suppressed"]]
+    assert raised and raised[0]["alert_id"] == mine[0]["alert_id"] and raised[0]["raised_sample"] >= 2000
