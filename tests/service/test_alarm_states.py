@@ -476,3 +476,37 @@ def test_every_suppressible_kind_waits_out_a_pause(kind):
     assert "nurse-7" in mine[0]["evidence"]["suppression"]["detail"]
     raised = [a for a in mine if not a["evidence"]["suppressed"]]
     assert raised and raised[0]["alert_id"] == mine[0]["alert_id"] and raised[0]["raised_sample"] >= 2000
+
+
+@pytest.mark.parametrize("kind, column", [("seizure", 0), ("artifact", 1)])
+def test_every_eeg_kind_raises_then_clears_or_latches_until_acknowledged(kind, column):
+    """The EEG kinds through the same transitions (status_epilepticus: the escalation test above);
+    a seizure under a poor signal (the artifact label) is held back, then raised."""
+    ctx = AlertContext("eeg-2", None, "eeg", 256.0, ("C3", "C4"), {"name": "vigil-eeg", "version": "t"})
+    dets = {"seizure": EpisodeDetector("seizure", 0.5, 3.0), "artifact": EpisodeDetector("artifact", 0.5, 1.0)}
+    spec, n = C.ALERT_KINDS[kind], 8 * 60                  # 60 s at 8 outputs per second, 32 samples each
+
+    def play(p):
+        alarms = Alarms(ctx, ("seizure", "artifact"), 8.0, detectors=dets)
+        k = np.arange(n)
+        return alarms, alarms.process(0, n * 32, [], k * 32, k * 32 + 31, p, np.tile([[0.7, 0.3]], (n, 1)))
+
+    p = np.zeros((n, 2), np.float32)
+    p[80:160, column] = 0.9                                # 10-20 s
+    alarms, out = play(p)
+    mine = [a for a in out if a["kind"] == kind]
+    assert (mine[0]["seq"], mine[0]["state"], mine[0]["onset_sample"], mine[0]["priority"]) == (
+        1, "active", 80 * 32, spec.priority)
+    assert mine[-1]["end_sample"] == 160 * 32
+    if spec.latching:
+        assert mine[-1]["state"] == "active"
+        assert alarms.acknowledge(mine[-1]["alert_id"])["state"] == "cleared"
+    else:
+        assert mine[-1]["state"] == "cleared"
+    if kind == "seizure":
+        p[60:120, 1] = 0.9                                 # artifact 7.5-15 s ...
+        p[80:240, 0] = 0.9                                 # ... in a seizure of 10-30 s
+        _, out = play(p)
+        sz = [a for a in out if a["kind"] == "seizure"]
+        assert sz[0]["evidence"]["suppression"]["reason"] == "poor_signal"
+        assert [a for a in sz if not a["evidence"]["suppressed"]][0]["alert_id"] == sz[0]["alert_id"]
