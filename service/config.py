@@ -31,7 +31,7 @@ class Settings(BaseSettings):
     tick_interval: float = 0.01
     tick_max_interval: float = 0.04
     tick_duty: float = 0.5
-    tick_max_s: float = 1.0            # s of signal per session per tick (bounds a tick while catching up)
+    tick_max_s: float = 4.0            # s of signal per session per tick (bounds a tick while catching up)
     ack_interval: float = 4.0          # s of signal between snapshots + acks (contract: <= 5)
     max_pending_bytes: int = 16 << 20  # received, unprocessed bytes per session before we stop reading
     detach_timeout: float = 300.0      # a detached session's slot is freed after this long
