@@ -25,7 +25,6 @@ import os
 import re
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
@@ -38,10 +37,10 @@ import websockets
 
 from models.data.ecg import read_wfdb
 from models.data.eeg import read_chbmit_npy
+from service.protocol import HEADER  # protocol v1 frame header
 from models.data.excerpts import excerpt_path
 
 ROOT = Path(__file__).resolve().parents[1]
-FRAME = struct.Struct("<QIHBB")  # protocol v1 frame header
 FRAME_S = 0.25
 
 
@@ -102,7 +101,7 @@ async def session(url: str, sid: str, modality: str, x: np.ndarray, fs: float, c
             block = x[i:i + frame]
             ends.append(i + len(block) - 1)
             sent.append(time.perf_counter())
-            await ws.send(FRAME.pack(i, len(block), x.shape[1], 1, 0) + block.tobytes())
+            await ws.send(HEADER.pack(i, len(block), x.shape[1], 1, 0) + block.tobytes())
         await ws.send(json.dumps({"type": "end"}))
         try:
             await asyncio.wait_for(reader, timeout=60)

@@ -29,7 +29,6 @@ import asyncio
 import contextlib
 import logging
 import random
-import struct
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -40,9 +39,9 @@ import numpy as np
 import orjson
 
 from service import constants as C
+from service.protocol import HEADER  # first_sample, n_samples, n_channels, dtype, flags (DESIGN §2)
 
 log = logging.getLogger(__name__)
-HEADER = struct.Struct("<QIHBB")  # first_sample, n_samples, n_channels, dtype, flags (DESIGN §2)
 MAX_FRAME_SAMPLE_VALUES = (C.MAX_FRAME_BYTES - HEADER.size) // 4
 # Errors after which reconnecting cannot help: the hello or the data is wrong, or someone else owns
 # the session now. (shutting_down, overloaded: reconnect; session_ended: final if we sent end.)

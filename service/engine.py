@@ -44,6 +44,7 @@ class Work:
     first: int
     snapshot: bool
     flush: bool
+    model_x: np.ndarray | None = None  # (t, c') x in the model's channel order (set by _compute)
 
 
 @dataclass
@@ -323,7 +324,7 @@ class Engine:
         kinds: dict[tuple, list[tuple[Work, np.ndarray]]] = {}  # sessions whose preprocessors compute alike
         for w in works:
             s = w.session
-            x = w.x if len(s.index) == w.x.shape[1] else w.x[:, s.index]
+            x = w.model_x = w.x if len(s.index) == w.x.shape[1] else w.x[:, s.index]
             s.record(w.x)
             stretches[s.id], s.quality_state = s.quality.update(x, w.first, w.leads_off, s.quality_state)
             kinds.setdefault(s.pre.batch_key, []).append((w, x))
@@ -382,7 +383,7 @@ class Engine:
         M.PREDICTIONS.labels(s.hello.modality).inc(n)
         # alarms: hello settings, not_monitoring cleared by data, then every source of this chunk
         s.alarms.use_hello(s.hello)
-        x = w.x if len(s.index) == w.x.shape[1] else w.x[:, s.index]
+        x = w.model_x
         o.alerts = s.alarms.not_monitoring(False, w.first, real_end - 1) if len(w.x) else []
         o.alerts += s.alarms.process(w.first, real_end, stretches, starts, samples, out.probs, out.attribution, x,
                                      flush=w.flush)
