@@ -197,6 +197,7 @@ class Client:
         self._buf: deque[tuple[int, np.ndarray, int]] = deque()
         self._buf_first = 0   # first buffered sample (= last ack, or later)
         self._next = 0        # next sample index to give
+        self._written = 0     # end of the samples written to some socket so far (resends are below it)
         self._space = asyncio.Condition()
         self._send_lock = asyncio.Lock()
         self._ws: Any = None
@@ -328,8 +329,9 @@ class Client:
         else:
             self._queue.put_nowait(m)
 
-    async def _write(self, first: int, x: np.ndarray, flags: int, resend: bool = False) -> None:
-        """Write one frame; a dead socket is left to the supervisor (the samples stay buffered)."""
+    async def _write(self, first: int, x: np.ndarray, flags: int) -> None:
+        """Write one frame; a dead socket is left to the supervisor (the samples stay buffered).
+        Samples written before (to an earlier connection) count as resent."""
         try:
             await self._ws.send(HEADER.pack(first, len(x), self.n_channels, C.DTYPE_FLOAT32, flags) + x.tobytes())
         except Exception:
@@ -337,8 +339,9 @@ class Client:
             return
         self.stats.frames_sent += 1
         self.stats.samples_sent += len(x)
-        if resend:
-            self.stats.samples_resent += len(x)
+        end = first + len(x)
+        self.stats.samples_resent += max(0, min(end, self._written) - first)
+        self._written = max(self._written, end)
 
     def _drop_acked(self, n: int) -> None:
         while self._buf and self._buf[0][0] + len(self._buf[0][1]) <= n:
@@ -445,7 +448,7 @@ class Client:
                     continue
                 if not self._connected.is_set():
                     break
-                await self._write(max(first, r), x[max(0, r - first):], flags, resend=True)
+                await self._write(max(first, r), x[max(0, r - first):], flags)
             if self._ending and self._connected.is_set():
                 with contextlib.suppress(Exception):
                     await ws.send('{"type":"end"}')
