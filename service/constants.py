@@ -61,7 +61,7 @@ ACTIVE, CLEARED = "active", "cleared"
 
 # Where a kind's condition comes from (service/alarms/sources.py).
 SOURCE_MODEL = "model"          # a model label's episodes (the checkpoint's fitted detector)
-SOURCE_RHYTHM = "rhythm"        # rate events of the QRS detector (models/qrs.py)
+SOURCE_RHYTHM = "rhythm"        # QRS detector rate events (models/qrs.py), VT runs (models/beats.py)
 SOURCE_QUALITY = "quality"      # lost-signal stretches of the raw input (service/quality.py)
 SOURCE_WALL_CLOCK = "wall_clock"  # no data for longer than the session's timeout
 
@@ -78,7 +78,8 @@ class AlertKind:
     alerts latch (stay active until acknowledged); ``suppressible`` kinds are withheld while
     the session's alarms are paused, and, when ``poor_signal_held`` too, while the signal is
     poor or lost (asystole and VF never are: a missed one costs a life, IEC 60601-1-8 practice
-    and CinC 2015).
+    and CinC 2015). ``model_label``: a ``rhythm`` kind's fallback, the model label whose episodes
+    raise it when the session has no source for it (vt without the beat classifier).
     """
 
     name: str
@@ -94,6 +95,7 @@ class AlertKind:
     escalates: str | None = None
     suppressible: bool = True
     poor_signal_held: bool = True
+    model_label: str = ""
 
     @property
     def latching(self) -> bool:
@@ -103,8 +105,9 @@ class AlertKind:
 ALERT_KINDS: dict[str, AlertKind] = {k.name: k for k in (
     AlertKind("af", PHYSIOLOGICAL, MEDIUM, ("ecg",), SOURCE_MODEL, L.AF,
               "atrial fibrillation: the model's af episode (fitted threshold, smoothing, joining, minimum duration)"),
-    AlertKind("vt", PHYSIOLOGICAL, HIGH, ("ecg",), SOURCE_MODEL, L.VT,
-              "ventricular tachycardia (>= 5 ventricular beats > 100 bpm): the model's vt episode"),
+    AlertKind("vt", PHYSIOLOGICAL, HIGH, ("ecg",), SOURCE_RHYTHM, "vt",
+              "ventricular tachycardia: >= 5 ventricular beats > 100 bpm (beat classifier on the QRS "
+              "detector's beats, models/beats.py; without it, the model's vt episode)", model_label=L.VT),
     AlertKind("vf", PHYSIOLOGICAL, HIGH, ("ecg",), SOURCE_MODEL, L.VF,
               "ventricular fibrillation or flutter (>= 4 s): the model's vf episode; supersedes vt",
               escalates="vt", poor_signal_held=False),

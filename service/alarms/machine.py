@@ -36,7 +36,8 @@ import numpy as np
 from models.detector import DEFAULT_DETECTORS, EpisodeDetector
 from service import constants as C
 from service.alarms import settings as S
-from service.alarms.sources import LabelRule, LabelTracker, LossTracker, RhythmSource, heart_rate, rhythm_factory
+from service.alarms.sources import (LabelRule, LabelTracker, LossTracker, RhythmSource, beat_classifier_for,
+                                    heart_rate, rhythm_factory)
 from service.quality import cause_names
 
 log = logging.getLogger(__name__)
@@ -104,7 +105,11 @@ class Alarms:
         self.detectors = detectors or {}
         if rhythm is AUTO:
             rhythm = rhythm_factory() if ctx.modality == "ecg" else None
-        self.rhythm = RhythmSource(rhythm(ctx.sample_rate)) if rhythm is not None else None
+        if rhythm is not None:
+            monitor = rhythm(ctx.sample_rate)
+            self.rhythm = RhythmSource(monitor, beat_classifier_for(monitor))
+        else:
+            self.rhythm = None
         self.loss = LossTracker(ctx.sample_rate)
         self.kinds = S.kinds_of(ctx.modality)
         self.quality_label = C.QUALITY_LABELS[ctx.modality]
@@ -141,12 +146,15 @@ class Alarms:
         self.settings = S.resolve(self._state["settings"], self.ctx.modality)
         fs, r = self.ctx.sample_rate, self.output_rate
         by_label: dict[str, list[str]] = {}
+        supplied = self.rhythm.kinds if self.rhythm is not None else ()
+        self.rhythm_kinds = tuple(k for k in self.kinds if k in supplied)
         for kind in self.kinds:
             spec = C.ALERT_KINDS[kind]
-            if spec.source == C.SOURCE_MODEL:
-                label = spec.label or self.quality_label
-                if label in self.labels:
-                    by_label.setdefault(label, []).append(kind)
+            label = (spec.label or self.quality_label) if spec.source == C.SOURCE_MODEL else spec.model_label
+            if label and kind not in self.rhythm_kinds and label in self.labels:
+                by_label.setdefault(label, []).append(kind)
+        if self.rhythm is not None and "vt" in self.rhythm_kinds:
+            self.rhythm.vt_threshold = self.settings.kinds["vt"].threshold
         self.trackers: list[tuple[str, int, LabelTracker, list[str]]] = []
         for label, kinds in by_label.items():
             det = self.detectors.get(label) or DEFAULT_DETECTORS.get(label) or EpisodeDetector(label)
@@ -216,7 +224,7 @@ class Alarms:
         self._loss(stretches, end, out)
         if self.rhythm is not None and x is not None and (len(x) or flush):
             try:
-                events = self.rhythm.update(self._state["rhythm"], x[:, 0], first, flush)
+                events = self.rhythm.update(self._state["rhythm"], x, first, flush)
             except Exception:  # a detector failure must not stop the session's other alarms
                 log.exception("session %s: QRS detector failed; rate alarms are off for this session",
                               self.ctx.session_id)
@@ -232,7 +240,7 @@ class Alarms:
         # (rate events still queued and rate conditions not yet decided included)
         pending = [e[3] for e in self._state["rq"] if e[0] == "begin"]
         pending += [c["due"] for k, c in self._state["conds"].items()
-                    if c["due"] is not None and C.ALERT_KINDS[k].source == C.SOURCE_RHYTHM]
+                    if c["due"] is not None and k in self.rhythm_kinds]
         limit = min([self._state["last"], rhythm_h, *pending])
         ev = self._state["ev"]
         for name in ("lost", "noise"):
@@ -351,7 +359,7 @@ class Alarms:
                 continue
             self._end(kind, smp, out)
             rq.pop(0)
-        for kind in ("asystole", "bradycardia", "tachycardia"):
+        for kind in self.rhythm_kinds:
             while (cond := conds.get(kind)) is not None and cond["due"] is not None and ready(cond):
                 self._decide_rate(kind, cond["due"], out)
 

@@ -55,7 +55,7 @@ def can_disable(kind: str) -> bool:
 
 def has_threshold(kind: str) -> bool:
     k = C.ALERT_KINDS[kind]
-    return k.source == C.SOURCE_MODEL and k.hold_s == 0.0
+    return (k.source == C.SOURCE_MODEL or bool(k.model_label)) and k.hold_s == 0.0
 
 
 def validate(raw: Any, modality: str, base: dict | None = None, prefix: str = "alarms") -> dict:

@@ -153,19 +153,40 @@ def rhythm_factory() -> Callable[[float], Any] | None:
     return RhythmMonitor
 
 
+def beat_classifier_for(monitor: Any) -> Any | None:
+    """A :class:`models.beats.BeatClassifier` (two leads) for a real QRS detector when the shipped
+    beat weights exist, else None (VT then comes from the model's vt episodes)."""
+    try:
+        from models.beats import BeatClassifier, load_weights
+        from models.qrs import RhythmMonitor
+    except ImportError:
+        return None
+    if not isinstance(monitor, RhythmMonitor):
+        return None
+    weights = load_weights()
+    return BeatClassifier(monitor.fs, 2, weights) if weights is not None else None
+
+
+RATE_KINDS = ("asystole", "bradycardia", "tachycardia")
+
+
 class RhythmSource:
     """Rate conditions (asystole, bradycardia, tachycardia) from a :class:`models.qrs.RhythmMonitor`
-    on the session's first model lead; its state travels JSON-encoded in the alarm state.
+    on the session's first model lead, and VT runs from a :class:`models.beats.BeatClassifier` on
+    its beats (first two model leads) when one is installed; the state travels JSON-encoded in the
+    alarm state.
 
-    A condition's onset is the detector's (asystole: the last beat; bradycardia and tachycardia:
-    the first beat of the run); it is *established* (confirmed) where the definition is met:
-    4 s after the last beat, or at the 5th (17th) beat of the run.
+    A condition's onset is the detector's (asystole: the last beat; bradycardia, tachycardia and
+    VT: the first beat of the run); it is *established* (confirmed) where the definition is met:
+    4 s after the last beat, or at the 5th (17th; VT: 5th ventricular) beat of the run.
     """
 
     BATCH_S = 1.0
 
-    def __init__(self, monitor: Any):
-        self.monitor = monitor
+    def __init__(self, monitor: Any, beats: Any | None = None):
+        self.monitor, self.beats = monitor, beats
+        self.kinds = RATE_KINDS + (("vt",) if beats is not None else ())
+        self.vt_threshold: float | None = None   # the beat classifier's (None: the fitted one)
         fs = float(getattr(monitor, "fs", 250.0))
         self.batch_n = max(1, round(self.BATCH_S * fs))
         try:
@@ -176,32 +197,52 @@ class RhythmSource:
             self.asystole_n, self.run_beats = round(4.0 * fs), {"bradycardia": 5, "tachycardia": 17}
 
     def initial_state(self) -> dict:
-        """The source's state: the detector's arrays, recent beats, and the samples not yet given to
-        the detector (it runs once ``BATCH_S`` of signal has gathered: its cost is per call)."""
-        return {"m": self.monitor.initial_state(), "beats": [], "buf": np.zeros(0), "end": 0}
+        """The source's state: the detector's arrays, the beat classifier's, recent beats, and the
+        samples not yet given to them (they run once ``BATCH_S`` of signal has gathered: their cost
+        is per call)."""
+        return {"m": self.monitor.initial_state(), "b": self.beats.initial_state() if self.beats else None,
+                "beats": [], "buf": np.zeros((0, 1)), "end": 0}
 
     def export(self, st: dict) -> dict:
         """``st`` as JSON-able data (exact)."""
-        return {**st, "m": encode_arrays(st["m"]), "buf": encode_arrays({"x": st["buf"]})}
+        return {**st, "m": encode_arrays(st["m"]), "b": encode_arrays(st["b"]) if st.get("b") is not None else None,
+                "buf": encode_arrays({"x": st["buf"]})}
 
     def load(self, st: dict) -> dict:
-        return {**st, "m": decode_arrays(st["m"]), "buf": decode_arrays(st["buf"])["x"]}
+        b = decode_arrays(st["b"]) if st.get("b") is not None else None
+        if self.beats is not None and b is None:      # a snapshot from before the beat classifier
+            b = self.beats.initial_state()
+        buf = decode_arrays(st["buf"])["x"]
+        return {**st, "m": decode_arrays(st["m"]), "b": b if self.beats is not None else None,
+                "buf": buf if buf.ndim == 2 else buf[:, None]}
 
     def update(self, st: dict, x: np.ndarray, first: int, flush: bool = False) -> list[tuple[str, str, int, int]]:
-        """Events ``(type, kind, sample, established)`` once ``BATCH_S`` of the lead has gathered (or at
-        the end), from ``x`` (n,) starting at ``first`` (``sample``: the onset of a begin, the exclusive
-        end of an end). ``st["end"]`` is the first sample the detector has not seen; the beats are kept
-        in ``st["beats"]`` (the machine trims them, keeping at least the longest run)."""
-        buf = st["buf"] = np.concatenate([st["buf"], np.asarray(x, np.float64)])
+        """Events ``(type, kind, sample, established)`` once ``BATCH_S`` of signal has gathered (or at
+        the end), from ``x`` (n,) or (n, c) starting at ``first`` (``sample``: the onset of a begin,
+        the exclusive end of an end). ``st["end"]`` is the first sample the detector has not seen;
+        the beats are kept in ``st["beats"]`` (the machine trims them, keeping at least the longest
+        run)."""
+        x = np.asarray(x, np.float64)
+        x = x[:, :2] if x.ndim > 1 else x[:, None]
+        if self.beats is None:
+            x = x[:, :1]
+        prev = st["buf"]
+        if len(prev) and prev.shape[1] != x.shape[1]:
+            prev = prev[:, :1] if x.shape[1] == 1 else np.repeat(prev[:, :1], x.shape[1], axis=1)
+        buf = st["buf"] = np.concatenate([prev, x]) if len(prev) else x
         if len(buf) == 0 or (len(buf) < self.batch_n and not flush):
             return []
-        update, st["m"] = self.monitor.process(buf, st["end"], st["m"])
+        update, st["m"] = self.monitor.process(buf[:, 0], st["end"], st["m"])
+        runs = []
+        if self.beats is not None:
+            _, runs, st["b"] = self.beats.process(buf, st["end"], update.beats, st["b"], flush=flush,
+                                                  threshold=self.vt_threshold)
         st["end"] += len(buf)
-        st["buf"] = np.zeros(0)
+        st["buf"] = np.zeros((0, buf.shape[1]))
         beats = st["beats"] = st["beats"] + [int(b) for b in np.asarray(update.beats).tolist()]
         out = []
         for e in update.events:
-            if e.kind not in ("asystole", "bradycardia", "tachycardia"):
+            if e.kind not in RATE_KINDS:
                 continue
             if e.end_sample is not None:
                 out.append(("end", e.kind, int(e.end_sample), int(e.end_sample)))
@@ -214,6 +255,11 @@ class RhythmSource:
                 n = self.run_beats[e.kind]
                 at = beats[i + n - 1] if i is not None and i + n - 1 < len(beats) else onset
             out.append(("begin", e.kind, onset, at))
+        for r in runs:   # (the detector's events and the runs are each in sample order)
+            if r.end_sample is None:
+                out.append(("begin", "vt", int(r.onset_sample), int(r.established)))
+            else:
+                out.append(("end", "vt", int(r.end_sample), int(r.end_sample)))
         return out
 
 

@@ -28,8 +28,6 @@ def record_203():
     return rec.signal, rec.sample_rate, list(rec.channels)
 
 
-@pytest.mark.xfail(reason="issue 4 acceptance 2, not met yet: the shipped ECG model (issue 3) keeps its VT "
-                          "probability under 0.25 on record 203, so no vt alert is raised", strict=False)
 async def test_record_203_af_and_vt(record_203, server, redis_url):
     x, fs, leads = record_203
     sid = unique("mitdb203")

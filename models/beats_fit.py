@@ -1,0 +1,212 @@
+"""Fit and evaluate the ventricular-beat classifier (:mod:`models.beats`) on MIT-BIH.
+
+``python -m models.beats_fit [--out models/checkpoints/vigil-beats.json] [--json FILE]``
+
+1. Every MIT-BIH record in ``$VIGIL_DATASETS/mitdb``: the QRS detector (:mod:`models.qrs`, lead
+   0) finds the beats; :class:`models.beats.BeatClassifier` computes their features exactly as
+   the service does (1-s chunks). A detected beat takes the label of the reference beat within
+   150 ms: ventricular (``V``, ``E``) or not; detections without one are not used for fitting.
+2. Leave-one-record-out: for each record, the MLP is fitted on the other records and scores the
+   held-out one: ventricular-beat Se and +P, and VT runs of >= 5 beats at > 100 bpm (DESIGN §7)
+   as episodes (episode Se, +P). False runs: detected runs that overlap no reference ventricular
+   run of >= 3 beats and no ``(VT``, ``(VFL`` or ``(VF`` rhythm interval (a run found during
+   ventricular flutter is a correct ventricular-tachyarrhythmia alarm, not a false one).
+3. The shipped weights are fitted on all records (same seed and settings).
+
+Seeds are fixed; it takes a few minutes on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.progress import track
+from rich.table import Table
+
+from models.beats import FEATURES, RUN_SIMILARITY, WEIGHTS_FILE, BeatClassifier, BeatWeights
+from models.data.ecg import mitdb_beats, mitdb_rhythms, read_wfdb
+from models.data.episodes import VT_MIN_BEATS, VT_MIN_RATE_BPM, vt_episodes
+from models.data.labels import RHYTHM_VF, RHYTHM_VFL, RHYTHM_VT, VENTRICULAR_BEATS
+from models.data.paths import datasets_dir
+from models.qrs import RhythmMonitor
+
+HIDDEN, EPOCHS, LR, WEIGHT_DECAY, SEED = 16, 400, 0.02, 1e-3, 0
+THRESHOLD = 0.9  # a beat is ventricular at p >= 0.9 (LORO sweep 0.5-0.98: fewest false runs
+                 # before episode Se drops; see docs/beats.md)
+MATCH_S = 0.15
+
+
+def record_beats(path: Path) -> dict:
+    """Detected beats of one record with their features and reference labels."""
+    rec = read_wfdb(path)
+    fs, x = rec.sample_rate, rec.signal.astype(np.float64)
+    mon = RhythmMonitor(fs)
+    beats = mon.process(x[:, 0], 0, mon.initial_state())[0].beats
+    feats = stream_features(x, fs, beats)                 # (n, F + 1): features, similarity
+    ref, sym = mitdb_beats(path)
+    label = np.full(len(beats), -1)
+    j = np.searchsorted(ref, beats)
+    for k, b in enumerate(beats):
+        near = [i for i in (j[k] - 1, j[k]) if 0 <= i < len(ref)]
+        i = min(near, key=lambda i: abs(ref[i] - b))
+        if abs(ref[i] - b) <= MATCH_S * fs:
+            label[k] = int(sym[i] in VENTRICULAR_BEATS)
+    return {"fs": fs, "n": len(x), "beats": beats, "features": feats[:, :-1], "similarity": feats[:, -1],
+            "label": label,
+            "vt": vt_episodes(ref, sym, fs), "v_runs3": ventricular_runs(ref, np.isin(sym, list(VENTRICULAR_BEATS)), 3)
+            + [(s, e) for lab, s, e in mitdb_rhythms(path) if lab in (RHYTHM_VT, RHYTHM_VFL, RHYTHM_VF)]}
+
+
+def stream_features(x: np.ndarray, fs: float, beats: np.ndarray) -> np.ndarray:
+    """(n_beats, F + 1) features of ``beats`` in ``x`` (n, c) and, last, each beat's similarity to the
+    previous one, computed in 1-s chunks as in the service."""
+    clf = BeatClassifier(fs, n_leads=min(2, x.shape[1]))
+    st = clf.initial_state()
+    step = int(round(fs))
+    out = {}
+    for a in range(0, len(x), step):
+        b = min(len(x), a + step)
+        mine = beats[(beats >= a) & (beats < b)]
+        got, _, st = clf.process(x[a:b], a, mine, st, flush=b == len(x))
+        out.update({s: np.append(f, sim) for s, f, _, sim in got})
+    return np.array([out.get(int(b), np.full(len(FEATURES) + 1, np.nan)) for b in beats])
+
+
+def ventricular_runs(samples: np.ndarray, flag: np.ndarray, n_min: int) -> list[tuple[int, int]]:
+    """Runs of >= ``n_min`` consecutive flagged beats as ``[first, last + 1)`` samples."""
+    out, i, n = [], 0, len(samples)
+    while i < n:
+        if not flag[i]:
+            i += 1
+            continue
+        j = i
+        while j < n and flag[j]:
+            j += 1
+        if j - i >= n_min:
+            out.append((int(samples[i]), int(samples[j - 1]) + 1))
+        i = j
+    return out
+
+
+def vt_runs(beats: np.ndarray, is_v: np.ndarray, similarity: np.ndarray, fs: float,
+            min_similarity: float = RUN_SIMILARITY) -> list[tuple[int, int]]:
+    """Detected VT runs, as :class:`models.beats.BeatClassifier` raises them (same rule, offline)."""
+    out = []
+    for s, e in ventricular_runs(beats, is_v, VT_MIN_BEATS):
+        sel = (beats >= s) & (beats < e)
+        run, sim = beats[sel], np.nan_to_num(similarity[sel], nan=-1.0)
+        for k in range(len(run) - VT_MIN_BEATS + 1):
+            w = run[k:k + VT_MIN_BEATS]
+            alike = float(np.median(sim[k + 1:k + VT_MIN_BEATS])) >= min_similarity
+            if 60.0 * fs * (VT_MIN_BEATS - 1) / (w[-1] - w[0]) > VT_MIN_RATE_BPM and alike:
+                out.append((int(w[0]), e))
+                break
+    return out
+
+
+def fit(features: np.ndarray, labels: np.ndarray, meta: dict | None = None) -> BeatWeights:
+    """Fit the MLP on (n, F) features and 0/1 labels (class-balanced, full batch, fixed seed)."""
+    torch.manual_seed(SEED)
+    x = np.asarray(features, np.float64)
+    mean = np.nanmean(x, axis=0)
+    scale = np.nanstd(x, axis=0) + 1e-6
+    z = torch.tensor(np.nan_to_num((x - mean) / scale), dtype=torch.float32)
+    y = torch.tensor(labels, dtype=torch.float32)
+    net = torch.nn.Sequential(torch.nn.Linear(z.shape[1], HIDDEN), torch.nn.Tanh(), torch.nn.Linear(HIDDEN, 1))
+    opt = torch.optim.Adam(net.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
+    pos = float(y.mean())
+    weight = torch.where(y > 0, 0.5 / max(pos, 1e-6), 0.5 / max(1 - pos, 1e-6))
+    for _ in range(EPOCHS):
+        opt.zero_grad()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(net(z)[:, 0], y, weight=weight)
+        loss.backward()
+        opt.step()
+    l1, l2 = net[0], net[2]
+    return BeatWeights(mean=mean, scale=scale, w1=l1.weight.detach().double().numpy().T,
+                       b1=l1.bias.detach().double().numpy(), w2=l2.weight.detach().double().numpy()[0],
+                       b2=float(l2.bias.detach()[0]), threshold=THRESHOLD, meta=meta or {})
+
+
+def score_record(r: dict, w: BeatWeights, min_similarity: float = RUN_SIMILARITY) -> dict:
+    """Beat and VT-run statistics of one record under weights ``w``."""
+    p = w.prob(r["features"])
+    ok = np.isfinite(r["features"]).all(axis=1)
+    is_v = ok & (p >= w.threshold)
+    lab = r["label"]
+    tp = int((is_v & (lab == 1)).sum())
+    det = vt_runs(r["beats"], is_v, r["similarity"], r["fs"], min_similarity)
+    ref = r["vt"]
+    hit = sum(any(s < e2 and s2 < e for s2, e2 in det) for s, e in ref)
+    true_det = sum(any(s < e2 and s2 < e for s2, e2 in ref) for s, e in det)
+    slack = int(r["fs"])
+    false = sum(not any(s < e2 + slack and s2 < e + slack for s2, e2 in r["v_runs3"]) for s, e in det)
+    return {"v_beats": int((lab == 1).sum()), "v_tp": tp, "v_fp": int((is_v & (lab == 0)).sum()),
+            "vt_ref": len(ref), "vt_hit": hit, "vt_det": len(det), "vt_true_det": true_det, "vt_false": false,
+            "hours": r["n"] / r["fs"] / 3600.0}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=WEIGHTS_FILE, help="where to write the fitted weights")
+    ap.add_argument("--json", type=Path, default=None, help="write the leave-one-record-out results here")
+    ap.add_argument("--cache", type=Path, default=None, help="npz cache of the records' features")
+    args = ap.parse_args(argv)
+    console = Console()
+    root = datasets_dir() / "mitdb"
+    names = sorted(p.stem for p in root.glob("*.hea"))
+    if not names:
+        console.print(f"[red]No MIT-BIH records under {root} (set VIGIL_DATASETS)")
+        return 2
+    recs = {}
+    if args.cache and args.cache.exists():
+        recs = np.load(args.cache, allow_pickle=True)["recs"].item()
+    for name in track([n for n in names if n not in recs], description="beats and features", console=console):
+        recs[name] = record_beats(root / name)
+    if args.cache:
+        np.savez(args.cache, recs=np.array(recs, dtype=object))
+    rows = {}
+    for name in track(names, description="leave-one-record-out", console=console):
+        train = [recs[n] for n in names if n != name]
+        f = np.concatenate([r["features"][r["label"] >= 0] for r in train])
+        y = np.concatenate([r["label"][r["label"] >= 0] for r in train])
+        rows[name] = score_record(recs[name], fit(f, y))
+    tot = {k: sum(r[k] for r in rows.values()) for k in next(iter(rows.values()))}
+    summary = {
+        "v_beat_se": tot["v_tp"] / max(1, tot["v_beats"]),
+        "v_beat_ppv": tot["v_tp"] / max(1, tot["v_tp"] + tot["v_fp"]),
+        "vt_episode_se": tot["vt_hit"] / max(1, tot["vt_ref"]),
+        "vt_episode_ppv": tot["vt_true_det"] / max(1, tot["vt_det"]),
+        "vt_false_runs": tot["vt_false"], "vt_false_runs_per_hour": tot["vt_false"] / tot["hours"],
+        "vt_reference_episodes": tot["vt_ref"], "records": len(names), "hours": round(tot["hours"], 2),
+    }
+    table = Table(title="Ventricular beats and VT runs (>= 5 beats, > 100 bpm), MIT-BIH leave-one-record-out")
+    for c in ("record", "V beats", "V Se", "V +P", "VT ref", "VT found", "runs", "false runs"):
+        table.add_column(c, justify="right")
+    for name, r in rows.items():
+        se = r["v_tp"] / r["v_beats"] if r["v_beats"] else float("nan")
+        ppv = r["v_tp"] / (r["v_tp"] + r["v_fp"]) if r["v_tp"] + r["v_fp"] else float("nan")
+        table.add_row(name, str(r["v_beats"]), f"{se:.3f}", f"{ppv:.3f}", str(r["vt_ref"]), str(r["vt_hit"]),
+                      str(r["vt_det"]), str(r["vt_false"]))
+    console.print(table)
+    console.print({k: round(v, 4) if isinstance(v, float) else v for k, v in summary.items()})
+    f = np.concatenate([r["features"][r["label"] >= 0] for r in recs.values()])
+    y = np.concatenate([r["label"][r["label"] >= 0] for r in recs.values()])
+    meta = {"data": f"MIT-BIH, {len(names)} records ({', '.join(names)}), lead 0 QRS, leads 0-1 morphology",
+            "split": "leave-one-record-out for the figures; the shipped weights use all records",
+            "leave_one_record_out": summary, "command": "python -m models.beats_fit"}
+    w = fit(f, y, meta)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(w.to_json(), indent=1))
+    console.print(f"weights: {args.out}")
+    if args.json:
+        args.json.write_text(json.dumps({"summary": summary, "records": rows}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
