@@ -116,6 +116,11 @@ async def stream(ws: WebSocket) -> None:
         conn.ready({"type": "ready", "session_id": hello.session_id, "resume_from": session.n_received,
                    "model": {"name": model.name, "version": model.version}, "labels": list(model.config.labels),
                    "output_rate": model.config.output_rate, "delay_samples": session.pre.delay_samples})
+        if session.acked:
+            # The last ack may have gone out while no connection held the session (detached, or a
+            # connection being taken over): repeat it, or a client whose buffer is full of samples
+            # up to resume_from would wait for an ack that the server only sends after more data.
+            conn.send_many([b'{"type":"ack","next_sample":%d}' % session.acked])
         await _read(ws, conn, engine, session)
     except ProtocolError as e:
         conn.fail(e.code, e.message)

@@ -177,3 +177,29 @@ async def test_takeover_and_ended(sqlite_server, ecg_203):
 
     third = await stream(sqlite_server.ws, hello(sid, fs, leads), x, 90)
     assert third.errors[0]["code"] == C.SESSION_ENDED and third.close == 4409
+
+
+async def test_resume_repeats_the_last_ack(sqlite_server, ecg_203):
+    """Acks sent while no connection held the session are lost; a resuming client gets the last one
+    again right after ready, so a client whose buffer is full up to resume_from does not wait for an
+    ack the server would only send after more data (found as a hang of the SDK reconnect test)."""
+    import websockets
+
+    x, fs, leads = ecg_203
+    sid = unique("reack")
+    ws, first, reader = await open_stream(sqlite_server.ws, hello(sid, fs, leads), x, int(7 * fs))
+    ws.transport.abort()                                   # gone without a close: the session detaches
+    await asyncio.gather(reader, return_exceptions=True)
+    async with httpx.AsyncClient(base_url=sqlite_server.url) as http:
+        for _ in range(100):                               # the detached session is processed and snapshotted
+            if (await http.get(f"/v1/sessions/{sid}")).json()["status"] == "detached":
+                break
+            await asyncio.sleep(0.1)
+    await asyncio.sleep(1.0)
+    async with websockets.connect(sqlite_server.ws) as ws2:
+        await ws2.send(orjson.dumps(hello(sid, fs, leads)).decode())
+        ready = orjson.loads(await asyncio.wait_for(ws2.recv(), 30))
+        ack = orjson.loads(await asyncio.wait_for(ws2.recv(), 30))
+    assert ready["type"] == "ready" and ready["resume_from"] == int(7 * fs)
+    assert ack == {"type": "ack", "next_sample": int(7 * fs)}
+    assert not first.acks or first.acks[-1] < ack["next_sample"]
