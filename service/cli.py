@@ -10,7 +10,6 @@ from rich.table import Table
 
 app = typer.Typer(help="Vigil: streaming ECG and EEG inference with clinical alerts.", no_args_is_help=True)
 console = Console()
-WS_MAX_SIZE = 64 * 1024 * 1024  # larger than the protocol's 8 MiB, so oversized frames get frame_too_large
 
 
 @app.callback()
@@ -42,21 +41,29 @@ def model_info(model: str = typer.Argument(..., help="checkpoint file or shipped
 def serve(host: str = typer.Option("127.0.0.1", help="address to bind"),
           port: int = typer.Option(8000, help="TCP port"),
           data_dir: Path = typer.Option(Path("vigil-data"), help="embedded Redis and SQLite live here"),
-          log_level: str = typer.Option("info", help="uvicorn log level")) -> None:
+          log_level: str = typer.Option("info", help="uvicorn log level"),
+          workers: int = typer.Option(None, min=1, help="replica processes sharing the port (SO_REUSEPORT), "
+                                                        "one embedded Redis and the history [default: "
+                                                        "$VIGIL_WORKERS, else 1]")) -> None:
     """Run the service (embedded Redis and SQLite unless VIGIL_REDIS_URL / VIGIL_DATABASE_URL)."""
-    import importlib.util
     import logging
 
     import uvicorn
 
-    from service.app import create_app
+    from service.config import Settings
+    from service.workers import serve_workers, uvicorn_config
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
-    # No permessage-deflate: float samples barely compress, and inflating every frame cost the
-    # server about a tenth of its CPU at 200 sessions (bench/load_bench.py).
-    uvicorn.run(create_app(host=host, port=port, data_dir=data_dir), host=host, port=port, loop=loop,
-                ws_max_size=WS_MAX_SIZE, ws_per_message_deflate=False, log_level=log_level, lifespan="on")
+    workers = workers or Settings(host=host, port=port, data_dir=data_dir).workers
+    if workers > 1:
+        try:
+            raise typer.Exit(serve_workers(workers, host, port, data_dir, log_level))
+        except OSError as e:
+            console.print(f"[red]{e.strerror or e}[/]")
+            raise typer.Exit(1) from None
+    from service.app import create_app
+
+    uvicorn.Server(uvicorn_config(create_app(host=host, port=port, data_dir=data_dir), host, port, log_level)).run()
 
 
 @app.command()

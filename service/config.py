@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from pathlib import Path
 
 from pydantic import Field
@@ -39,6 +41,15 @@ class Settings(BaseSettings):
     max_sessions: int = 2000
     strip_seconds: float = 30.0        # raw signal kept per session for alert strips
     torch_threads: int = 1             # intra-op threads of the model step (0: torch's default)
+    # Replicas (service/workers.py, service/routing.py). `vigil serve --workers N` runs N processes on
+    # one port; a session-scoped REST command that reaches a replica not holding the session is
+    # forwarded to the one that does, at the address it advertises in Redis.
+    workers: int = Field(1, ge=1, description="replica processes of `vigil serve` on one host:port")
+    advertise_url: str | None = Field(None, description="http://HOST:PORT where other replicas reach this one "
+                                                        "(owner routing; workers advertise their own loopback "
+                                                        "listener); unset: no routing")
+    replica_id: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}",
+                            description="this replica's name in X-Vigil-Replica, /healthz and owner keys")
 
     @property
     def tokens(self) -> frozenset[str]:

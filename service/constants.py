@@ -20,6 +20,22 @@ def snapshot_key(session_id: str) -> str:
     return f"vigil:session:{session_id}:snapshot"
 
 
+def owner_key(session_id: str) -> str:
+    """Redis key naming the replica that holds a live session (JSON: replica, url, host), so that any
+    replica can forward the session's REST commands to it (service/routing.py). Not a DESIGN §3
+    contract key: an addition, written with a TTL of OWNER_TTL_S refreshed while the session lives
+    and deleted when its replica lets it go."""
+    return f"vigil:session:{session_id}:owner"
+
+
+OWNER_TTL_S = 30.0  # an owner key outlives its replica's last refresh by at most this long
+
+# --- Replicas and workers (service/workers.py, service/routing.py) ------------------------------
+REPLICA_HEADER = "X-Vigil-Replica"      # every HTTP response: the replica (worker) that answered
+OWNER_HEADER = "X-Vigil-Owner"          # a forwarded response: the replica that holds the session
+FORWARDED_HEADER = "X-Vigil-Forwarded"  # on a forwarded request (its sender): never forwarded again
+
+
 # --- WebSocket errors (DESIGN §2): code -> close code (None: the connection stays open) -------
 BAD_HELLO = "bad_hello"
 UNSUPPORTED_PROTOCOL = "unsupported_protocol"

@@ -28,6 +28,7 @@ from service.bus import Bus
 from service.config import Settings
 from service.protocol import Frame, Hello, ProtocolError, invalid
 from service.registry import ServedModel
+from service.routing import Owners
 from service.sessions import Session, Status, iso, utcnow
 from service.store import Store
 
@@ -64,8 +65,11 @@ class Outcome:
 class Engine:
     """Owns this replica's sessions and state pools; see the module docstring."""
 
-    def __init__(self, settings: Settings, models: dict[str, ServedModel], bus: Bus, store: Store):
+    def __init__(self, settings: Settings, models: dict[str, ServedModel], bus: Bus, store: Store,
+                 owners: Owners | None = None):
         self.settings, self.models, self.bus, self.store = settings, models, bus, store
+        self.owners = owners  # owner keys of the sessions held here (service/routing.py); None: no routing
+        self._owners_at = time.monotonic()
         self.sessions: dict[str, Session] = {}
         self.pools: dict[tuple[str, int], StatePool] = {}
         self.accepting = True
@@ -104,6 +108,8 @@ class Engine:
         if self._task:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        if self.owners is not None:  # snapshotted: whichever replica the clients reconnect to resumes them
+            await self.owners.release(list(self.sessions))
         self._executor.shutdown(wait=True)
 
     def _count(self) -> None:
@@ -132,6 +138,8 @@ class Engine:
             else:
                 s = await self._load(hello, connection)
             await self.store.put_session(s.row())
+            if self.owners is not None:
+                await self.owners.claim(s.id)
             self._count()
             return s
 
@@ -437,12 +445,21 @@ class Engine:
         self.sessions.pop(s.id, None)
         await self._call(s.pool.free, s.slot)
         self._count()
+        if self.owners is not None:
+            await self.owners.release([s.id])
 
     async def _evict(self) -> None:
         """Free the slots of sessions detached for longer than the detach timeout (snapshot kept);
         raise not_monitoring for streaming sessions without data."""
         await self._not_monitoring()
         now = time.monotonic()
+        if self.owners is not None and now - self._owners_at > C.OWNER_TTL_S / 3:
+            self._owners_at = now
+            for sid in await self.owners.refresh(list(self.sessions)):
+                s = self.sessions.get(sid)  # resumed on another replica meanwhile: let this stale copy go
+                if s is not None and s.status is Status.DETACHED and not s.pending_n and not s.snapshot_due:
+                    log.info("session %s was resumed by another replica: released here", sid)
+                    await self._release(s)
         for s in list(self.sessions.values()):
             if (s.status is Status.DETACHED and not s.pending_n and not s.snapshot_due
                     and now - s.detached_at > self.settings.detach_timeout):

@@ -8,6 +8,10 @@ when, and how long.
 Two backends run the same SQL (``$n`` placeholders; SQLite reads them as ``?n``): SQLite through
 aiosqlite under the data dir (default) and PostgreSQL through asyncpg
 (``VIGIL_DATABASE_URL=postgresql://…``, optionally in ``VIGIL_DATABASE_SCHEMA``).
+
+Several processes may share one SQLite file (``vigil serve --workers N``): WAL lets readers run
+beside the one writer, every write transaction takes the write lock up front (``BEGIN IMMEDIATE``)
+and waits up to ``SQLITE_BUSY_TIMEOUT_MS`` for it instead of failing with "database is locked".
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any, Sequence
 import orjson
 
 Row = Sequence[Any]
+SQLITE_BUSY_TIMEOUT_MS = 30_000  # how long a writer waits for another process's transaction
 
 _DDL = (
     """CREATE TABLE IF NOT EXISTS sessions (
@@ -215,7 +220,8 @@ class _SQLite(_Backend):
     async def open(cls, path: Path) -> "_SQLite":
         import aiosqlite
 
-        conn = await aiosqlite.connect(path, isolation_level=None)
+        conn = await aiosqlite.connect(path, isolation_level=None, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
+        await conn.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")  # first: WAL itself needs the lock
         await conn.execute("PRAGMA journal_mode=WAL")
         await conn.execute("PRAGMA synchronous=NORMAL")
         return cls(conn)
@@ -224,12 +230,21 @@ class _SQLite(_Backend):
         return self._PARAM.sub(r"?\1", sql)
 
     async def script(self, statements: list[str]) -> None:
-        for s in statements:
-            await self._conn.execute(s)
+        async with self._lock:
+            await self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                for s in statements:
+                    await self._conn.execute(s)
+            except BaseException:
+                await self._conn.execute("ROLLBACK")
+                raise
+            await self._conn.execute("COMMIT")
 
     async def write(self, batches: list[tuple[str, list[Row]]]) -> None:
         async with self._lock:
-            await self._conn.execute("BEGIN")
+            # The write lock now, waiting under busy_timeout; a deferred BEGIN would take it at the
+            # first INSERT, where another process's commit can make it fail without waiting.
+            await self._conn.execute("BEGIN IMMEDIATE")
             try:
                 for sql, rows in batches:
                     await self._conn.executemany(self._sql(sql), rows)

@@ -7,12 +7,14 @@ import numpy as np
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, Field
 
 from service import constants as C
+from service import metrics as M
 from service.alarms import settings as AS
 from service.auth import require_token
+from service.routing import Forwarded
 from service.sessions import iso, utcnow
 
 router = APIRouter()
@@ -102,7 +104,11 @@ class Ack(BaseModel):
 async def ack_alert(request: Request, alert_id: str, body: Ack | None = None) -> dict:
     """Acknowledge an alert: a new transition with acknowledged: true, acknowledged_at (wall clock,
     ISO 8601 UTC) and acknowledged_by (from the optional body). Acknowledging an acknowledged alert
-    returns its latest state unchanged."""
+    returns its latest state unchanged. When another replica holds the alert's session, it takes the
+    acknowledgement (its alarm state latches the alert)."""
+    sid = alert_id.rsplit(":", 2)[0]
+    if sid not in request.app.state.engine.sessions:
+        await _forward(request, sid)
     alert = await request.app.state.engine.acknowledge(alert_id, body.by if body else None)
     if alert is None:
         raise HTTPException(404, f"Unknown alert_id: {alert_id!r}")
@@ -112,15 +118,27 @@ async def ack_alert(request: Request, alert_id: str, body: Ack | None = None) ->
 # ------------------------------------------------------------------ per-session alarm control
 
 
+async def _forward(request: Request, session_id: str) -> None:
+    """Answer with the owner's response (raise :class:`Forwarded`) when another live replica holds the
+    session (service/routing.py); return when none does."""
+    owners = getattr(request.app.state, "owners", None)
+    response = await owners.forward(request, session_id) if owners is not None else None
+    if response is not None:
+        raise Forwarded(response)
+
+
 async def _live(request: Request, session_id: str):
-    """The session, held and streaming or detached on this replica (its alarm state lives here)."""
+    """The session, held and streaming or detached on this replica (its alarm state lives here); a
+    request for a session another replica holds is forwarded to it."""
     s = request.app.state.engine.sessions.get(session_id)
     if s is not None and not s.ending:
         return s
+    if s is None:
+        await _forward(request, session_id)
     if await request.app.state.store.session(session_id) is None:
         raise HTTPException(404, f"Unknown session_id: {session_id!r}")
     raise HTTPException(409, f"Session {session_id!r} is not live on this replica: its alarms cannot be changed "
-                             "here (ended, or held by another replica)")
+                             "here (ended, or held by another replica that cannot be reached)")
 
 
 def _alarm_view(s) -> dict:
@@ -202,9 +220,10 @@ async def alarm_audit(request: Request, session_id: str) -> dict:
 
 
 @router.get("/healthz")
-async def healthz() -> dict:
-    """The process is alive."""
-    return {"status": "ok"}
+async def healthz(request: Request) -> dict:
+    """The process is alive; ``replica`` names it (one per worker of ``vigil serve --workers N``)."""
+    settings = getattr(request.app.state, "settings", None)
+    return {"status": "ok", "replica": settings.replica_id if settings else None}
 
 
 @router.get("/readyz")
@@ -224,8 +243,8 @@ async def readyz(request: Request, response: Response) -> dict:
 
 @router.get("/metrics")
 async def metrics() -> Response:
-    """Prometheus metrics (all named vigil_*)."""
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    """Prometheus metrics (all named vigil_*; with several workers, summed over all of them)."""
+    return Response(M.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
 router.include_router(v1)
