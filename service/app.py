@@ -34,7 +34,7 @@ def create_app(**overrides: Any) -> FastAPI:
         models = await asyncio.to_thread(load_all, settings.ecg_model, settings.eeg_model)
         bus = await Bus.connect(settings.redis_url, settings.data_dir)
         store = await Store.connect(settings.database_url, settings.data_dir, settings.database_schema)
-        owners = Owners(bus.redis, settings.replica_id, settings.advertise_url) if settings.advertise_url else None
+        owners = Owners(bus.redis, settings.replica_id, settings.advertised) if settings.advertise_url else None
         engine = Engine(settings, models, bus, store, owners)
         await engine.start()
         app.state.settings, app.state.bus, app.state.store, app.state.engine = settings, bus, store, engine

@@ -47,9 +47,18 @@ class Settings(BaseSettings):
     workers: int = Field(1, ge=1, description="replica processes of `vigil serve` on one host:port")
     advertise_url: str | None = Field(None, description="http://HOST:PORT where other replicas reach this one "
                                                         "(owner routing; workers advertise their own loopback "
-                                                        "listener); unset: no routing")
+                                                        "listener); 'auto': this host's address and port "
+                                                        "(containers, pods); unset: no routing")
     replica_id: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}",
                             description="this replica's name in X-Vigil-Replica, /healthz and owner keys")
+
+    @property
+    def advertised(self) -> str | None:
+        """The owner-routing address: ``advertise_url``, with ``auto`` resolved to
+        ``http://<this host's IP>:<port>`` (a container's or pod's address on its network)."""
+        if self.advertise_url != "auto":
+            return self.advertise_url
+        return f"http://{socket.gethostbyname(socket.gethostname())}:{self.port}"
 
     @property
     def tokens(self) -> frozenset[str]:

@@ -50,3 +50,16 @@ def test_processes_share_one_sqlite_history(tmp_path):
         finally:
             await store.close()
     asyncio.run(check())
+
+
+def test_advertise_auto_resolves_to_this_host(monkeypatch):
+    """VIGIL_ADVERTISE_URL=auto (compose, Kubernetes) advertises this host's address and port."""
+    import socket
+
+    from service.config import Settings
+
+    monkeypatch.setenv("VIGIL_ADVERTISE_URL", "auto")
+    s = Settings(port=8123)
+    assert s.advertised == f"http://{socket.gethostbyname(socket.gethostname())}:8123"
+    monkeypatch.setenv("VIGIL_ADVERTISE_URL", "http://vigil-a:8000")
+    assert Settings().advertised == "http://vigil-a:8000"
