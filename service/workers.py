@@ -40,6 +40,21 @@ STOP_TIMEOUT_S = 30.0           # a worker's shutdown (snapshotting its sessions
 RESTART_BACKOFF_S = (1.0, 30.0)  # a worker that keeps dying soon after its start waits longer each time
 STABLE_S = 30.0                 # a worker that lived this long restarts at once
 STARTUP_FAILURE = 3             # uvicorn's exit status when the app's startup failed
+START_TOGETHER_S = 120.0        # first start: a worker waits this long for the others before listening
+MAX_AUTO_WORKERS = 4
+
+
+def auto_workers() -> int:
+    """Workers when none are configured: one per CPU this process may use (affinity, and a cgroup v2
+    CPU quota when there is one), at most ``MAX_AUTO_WORKERS``."""
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            n = min(n, max(1, -(-int(quota) // int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, min(n, MAX_AUTO_WORKERS))
 
 
 def uvicorn_config(app: Any, host: str, port: int, log_level: str):
@@ -87,7 +102,9 @@ def serve_workers(n: int, host: str, port: int, data_dir: Path, log_level: str) 
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     ctx = multiprocessing.get_context("spawn")
-    workers = [_Worker(i, ctx, (i, host, port, str(data_dir), shared.redis_url, log_level)) for i in range(n)]
+    together = ctx.Barrier(n)  # first start: all workers listen once all have loaded their models
+    workers = [_Worker(i, ctx, (i, host, port, str(data_dir), shared.redis_url, log_level, together))
+               for i in range(n)]
     status = 0
     try:
         shared.start()
@@ -131,7 +148,8 @@ class _Worker:
         return self.process.pid if self.process else 0
 
     def start(self) -> None:
-        self.process = self.ctx.Process(target=_run_worker, args=self.args, name=f"vigil-worker-{self.index}")
+        args = self.args if self.starts == 0 else (*self.args[:-1], None)  # a restart waits for nobody
+        self.process = self.ctx.Process(target=_run_worker, args=args, name=f"vigil-worker-{self.index}")
         self.process.start()
         self.started_at, self.last_pid = time.monotonic(), self.process.pid
         self.starts += 1
@@ -208,8 +226,11 @@ async def _create_store(settings) -> None:
     await store.close()
 
 
-def _run_worker(index: int, host: str, port: int, data_dir: str, redis_url: str | None, log_level: str) -> None:
-    """A worker process: the app on the shared port and on its own loopback port (its owner URL)."""
+def _run_worker(index: int, host: str, port: int, data_dir: str, redis_url: str | None, log_level: str,
+                together=None) -> None:
+    """A worker process: the app on the shared port and on its own loopback port (its owner URL).
+    On the first start it listens only once every worker has started (``together``, a barrier), so
+    the first clients spread over all of them rather than landing on the first one up."""
     import uvicorn
 
     from service.app import create_app
@@ -223,8 +244,32 @@ def _run_worker(index: int, host: str, port: int, data_dir: str, redis_url: str 
                                  "replica_id": f"{socket.gethostname()}-{os.getpid()}"}  # unique per worker
     if redis_url is not None:
         overrides["redis_url"] = redis_url
-    server = uvicorn.Server(uvicorn_config(create_app(**overrides), host, port, log_level))
+    app = _StartTogether(create_app(**overrides), together)
+    server = uvicorn.Server(uvicorn_config(app, host, port, log_level))
     server.run(sockets=[public, internal])
+
+
+class _StartTogether:
+    """ASGI wrapper: holds back the lifespan's ``startup.complete`` (after which uvicorn listens) until
+    every worker has reached it, or ``START_TOGETHER_S`` has passed (a worker that failed: go on)."""
+
+    def __init__(self, app, barrier):
+        self.app, self.barrier = app, barrier
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "lifespan" or self.barrier is None:
+            return await self.app(scope, receive, send)
+
+        async def send_when_all_started(message):
+            if message["type"] == "lifespan.startup.complete" and self.barrier is not None:
+                barrier, self.barrier = self.barrier, None
+                try:
+                    await asyncio.to_thread(barrier.wait, START_TOGETHER_S)
+                except threading.BrokenBarrierError:
+                    log.warning("not every worker started within %g s: listening anyway", START_TOGETHER_S)
+            await send(message)
+
+        await self.app(scope, receive, send_when_all_started)
 
 
 def _die_with_parent() -> None:

@@ -68,7 +68,8 @@ class Server:
 
     def start(self) -> "Server":
         log = open(self.data_dir / f"server-{self.port}.log", "w")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")} | self.env
+        # one process unless a test asks for workers (`vigil serve` defaults to one per CPU)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")} | {"VIGIL_WORKERS": "1"} | self.env
         self.proc = subprocess.Popen([str(VIGIL), "serve", "--port", str(self.port), "--data-dir", str(self.data_dir),
                                       "--log-level", "warning"], env=env, stdout=log, stderr=subprocess.STDOUT,
                                      start_new_session=True)

@@ -237,3 +237,26 @@ def test_workers_stop_when_a_worker_cannot_start(tmp_path):
                         "--log-level", "warning"], capture_output=True, text=True, timeout=90, env=env)
     assert r.returncode == 3, r.stdout + r.stderr
     assert "could not start" in r.stderr
+
+
+def test_workers_listen_together(tmp_path):
+    """On the first start every worker listens once all have loaded their models: as soon as the port
+    answers, both workers take connections (the first clients do not all land on the first one up)."""
+    w = Workers(tmp_path, {})
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(w.url + "/healthz", timeout=2).status_code == 200:
+                    break
+            assert time.monotonic() < deadline and w.proc.poll() is None
+            time.sleep(0.05)
+        assert len(w.replicas()) == 2
+    finally:
+        assert w.stop() == 0
+
+
+def test_auto_workers_is_one_per_usable_cpu():
+    from service.workers import MAX_AUTO_WORKERS, auto_workers
+
+    assert 1 <= auto_workers() <= min(MAX_AUTO_WORKERS, len(os.sched_getaffinity(0)))
