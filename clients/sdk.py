@@ -43,6 +43,7 @@ from service.protocol import HEADER  # first_sample, n_samples, n_channels, dtyp
 
 log = logging.getLogger(__name__)
 MAX_FRAME_SAMPLE_VALUES = (C.MAX_FRAME_BYTES - HEADER.size) // 4
+BACKFILL_RETRY_S = 30.0  # a failed REST backfill is retried (with the reconnect backoff) this long
 # Errors after which reconnecting cannot help: the hello or the data is wrong, or someone else owns
 # the session now. (shutting_down, overloaded: reconnect; session_ended: final if we sent end.)
 FATAL = {C.BAD_HELLO, C.UNSUPPORTED_PROTOCOL, C.UNAUTHORIZED, C.CHANNEL_MISMATCH, C.BAD_DTYPE, C.MALFORMED,
@@ -513,38 +514,53 @@ class Client:
             self._deliver(Alert(a))
 
     async def _backfill(self, until: int | None = None, final: bool = False) -> None:
-        """Read back from REST what the server produced while we were away (DESIGN §4)."""
+        """Read back from REST what the server produced while we were away (DESIGN §4). A failed read
+        (the REST connection cut, the server restarting) is retried with the reconnect backoff for up
+        to ``BACKFILL_RETRY_S``, resuming after the last prediction read: giving up at once would lose
+        the gap for good, since the next live prediction moves past it."""
         self._backfill_due = False
         if not self.backfill:
             return
         import httpx
 
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        try:
-            async with httpx.AsyncClient(base_url=self.rest_url, headers=headers, timeout=10) as http:
-                params: dict[str, Any] = {"from_sample": self._last_sample + 1, "limit": 10_000}
-                if until is not None:
-                    params["to_sample"] = until
-                while True:
-                    r = await http.get(f"/v1/sessions/{self.session_id}/predictions", params=params)
-                    r.raise_for_status()
-                    page = r.json()
-                    for row in page["predictions"]:
-                        if row["sample"] > self._last_sample:
-                            self._last_sample = row["sample"]
-                            self.stats.predictions += 1
-                            self.stats.backfilled += 1
-                            self._deliver(Prediction(int(row["sample"]), row["probs"], row.get("numerics") or {},
-                                                     backfilled=True))
-                    if page.get("next_cursor") is None:
-                        break
-                    params["cursor"] = page["next_cursor"]
-                r = await http.get(f"/v1/sessions/{self.session_id}/alerts")
+        deadline, delay = time.monotonic() + BACKFILL_RETRY_S, self.backoff[0]
+        while True:
+            try:
+                await self._backfill_once(httpx, headers, until)
+                return
+            except httpx.HTTPError as e:
+                if time.monotonic() + delay > deadline:
+                    log.warning("session %s: backfill from %s failed: %s", self.session_id, self.rest_url, e)
+                    return
+                log.info("session %s: backfill from %s failed (%s): retrying in %.2g s", self.session_id,
+                         self.rest_url, e, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.backoff[1])
+
+    async def _backfill_once(self, httpx, headers: dict, until: int | None) -> None:
+        async with httpx.AsyncClient(base_url=self.rest_url, headers=headers, timeout=10) as http:
+            params: dict[str, Any] = {"from_sample": self._last_sample + 1, "limit": 10_000}
+            if until is not None:
+                params["to_sample"] = until
+            while True:
+                r = await http.get(f"/v1/sessions/{self.session_id}/predictions", params=params)
                 r.raise_for_status()
-                for a in sorted(r.json()["alerts"], key=lambda a: (a["raised_sample"], a["alert_id"])):
-                    self._on_alert(a)
-        except httpx.HTTPError as e:
-            log.warning("session %s: backfill from %s failed: %s", self.session_id, self.rest_url, e)
+                page = r.json()
+                for row in page["predictions"]:
+                    if row["sample"] > self._last_sample:
+                        self._last_sample = row["sample"]
+                        self.stats.predictions += 1
+                        self.stats.backfilled += 1
+                        self._deliver(Prediction(int(row["sample"]), row["probs"], row.get("numerics") or {},
+                                                 backfilled=True))
+                if page.get("next_cursor") is None:
+                    break
+                params["cursor"] = page["next_cursor"]
+            r = await http.get(f"/v1/sessions/{self.session_id}/alerts")
+            r.raise_for_status()
+            for a in sorted(r.json()["alerts"], key=lambda a: (a["raised_sample"], a["alert_id"])):
+                self._on_alert(a)
 
 
 async def _abort(ws) -> None:
