@@ -11,6 +11,8 @@ import os
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
+from service import constants as C
+
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 _LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -40,6 +42,8 @@ BUS_PUBLISH_ERRORS = Counter("vigil_bus_publish_errors_total",
                              "the live channel)", ["operation"])
 for _op in ("xadd", "publish"):  # export both series at 0, so a rule can tell "no failures" from "no data"
     BUS_PUBLISH_ERRORS.labels(_op)
+for _code in C.CLOSE_CODES:  # every error code at 0 (in multiprocess mode a family without samples is not exported)
+    ERRORS.labels(_code)
 
 
 def exposition() -> bytes:

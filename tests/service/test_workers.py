@@ -121,6 +121,7 @@ async def test_workers_share_sessions_and_route_commands(workers, ecg_203):
     for _ in range(4):
         text = (await fresh("GET", workers.url + "/metrics")).text
         assert f'vigil_sessions{{status="streaming"}} {float(N_SESSIONS)}' in text
+        assert 'vigil_errors_total{code="bad_hello"}' in text  # every family the dashboards query, at 0 too
 
     # settings and pauses change the owner's alarm state, whoever gets the request
     for i, sid in enumerate(sids):
