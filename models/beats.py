@@ -135,6 +135,7 @@ class BeatClassifier:
         self.lag = max(1, round(LAG_S * self.fs))
         self.lags = np.arange(-self.lag, self.lag + 1, 2)
         self.width = self.pre + self.post + 1
+        self.window_index = self.lags[:, None] + self.lag + np.arange(self.width)[None]  # (lags, W) into a window
         self.keep = round(BUFFER_S * self.fs) + self.pre + self.lag
 
     # ------------------------------------------------------------------ state
@@ -249,13 +250,12 @@ class BeatClassifier:
             return None
         feats = []
         for j in range(buf.shape[1]):
-            win = buf[lo:hi, j]
-            idx = self.lags[:, None] + self.lag + np.arange(self.width)[None]     # (lags, W)
-            segs = win[idx]
+            segs = buf[lo:hi, j][self.window_index]
             segs = segs - np.median(segs, axis=1, keepdims=True)
-            feats.append(self._lead(segs, st, j))
+            lead, seg = self._lead(segs, st, j)
+            feats.append(lead)
             if j == 0:
-                seg, prev = self._aligned, st["prev_seg"]
+                prev = st["prev_seg"]
                 st["similarity"] = np.asarray(
                     float(np.dot(seg, prev) / (np.linalg.norm(seg) * np.linalg.norm(prev) + 1e-12)) if prev.any()
                     else np.nan)
@@ -273,8 +273,9 @@ class BeatClassifier:
         st["last_beat"] = np.asarray(b, np.int64)
         return np.asarray(feats[0] + feats[1] + [rr, ratio], np.float64)
 
-    def _lead(self, segs: np.ndarray, st: dict, j: int) -> list[float]:
-        """One lead's features from the beat's aligned windows ``segs`` (lags, W); updates templates."""
+    def _lead(self, segs: np.ndarray, st: dict, j: int) -> tuple[list[float], np.ndarray]:
+        """One lead's features from the beat's windows ``segs`` (lags, W), and the best-aligned
+        window (W,); updates the templates."""
         T, cnt, wid = st["templates"][j], st["counts"][j], st["widths"][j]
         nrm = np.linalg.norm(segs, axis=1) + 1e-12
         used = int((cnt > 0).sum())
@@ -284,7 +285,7 @@ class BeatClassifier:
             best = float(C[li, ti])
         else:
             li, ti, best = len(self.lags) // 2, -1, -1.0
-        seg = self._aligned = segs[li]
+        seg = segs[li]
         slope = np.abs(np.diff(seg))
         above = np.flatnonzero(slope > 0.25 * slope.max()) if slope.max() > 0 else np.zeros(0, int)
         w = (above[-1] - above[0]) / self.fs if len(above) else 0.0
@@ -300,7 +301,7 @@ class BeatClassifier:
         dom = int(np.argmax(cnt))
         cd = float(np.max((segs @ T[dom]) / (nrm * (np.linalg.norm(T[dom]) + 1e-12))))
         amp = float(np.log((np.ptp(seg) + 1e-12) / (np.ptp(T[dom]) + 1e-12)))
-        return [cd, amp, w, w - float(wid[dom]), float(m == dom)]
+        return [cd, amp, w, w - float(wid[dom]), float(m == dom)], seg
 
     def _run(self, st: dict, b: int, p: float, sim: float, events: list[RunEvent], threshold: float | None) -> None:
         """Advance the VT-run rule with the beat at ``b`` (``p``: its probability, nan: unknown;

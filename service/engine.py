@@ -26,7 +26,7 @@ from service import constants as C
 from service import metrics as M
 from service.bus import Bus
 from service.config import Settings
-from service.protocol import Frame, Hello, ProtocolError, invalid
+from service.protocol import Frame, Hello, ProtocolError, ack_message, invalid
 from service.registry import ServedModel
 from service.routing import Owners
 from service.sessions import Session, Status, iso, utcnow
@@ -429,7 +429,7 @@ class Engine:
             if o.snapshot is not None or o.finished:
                 o.session.acked = o.ack
                 if o.session.connection is not None:
-                    o.session.connection.send_many([b'{"type":"ack","next_sample":%d}' % o.ack])
+                    o.session.connection.send_many([ack_message(o.ack)])
             if o.finished:
                 await self._finish(o.session)
 

@@ -34,6 +34,11 @@ class ProtocolError(Exception):
         return C.CLOSE_CODES[self.code]
 
 
+def ack_message(next_sample: int) -> bytes:
+    """The ``ack`` message (DESIGN §2): every sample below ``next_sample`` is durable."""
+    return b'{"type":"ack","next_sample":%d}' % next_sample
+
+
 def invalid(field: str, expected: str, got: Any, code: str = C.BAD_HELLO) -> ProtocolError:
     """The one error message style: ``Invalid {field}: expected {expected}, got {got}``."""
     shown = got if isinstance(got, (int, float)) and not isinstance(got, bool) else repr(got)

@@ -14,7 +14,7 @@ from service import constants as C
 from service import metrics as M
 from service.auth import authorized
 from service.engine import Engine
-from service.protocol import ProtocolError, invalid, parse_binary, parse_hello, parse_samples
+from service.protocol import ProtocolError, ack_message, invalid, parse_binary, parse_hello, parse_samples
 from service.sessions import Session
 
 log = logging.getLogger(__name__)
@@ -120,7 +120,7 @@ async def stream(ws: WebSocket) -> None:
             # The last ack may have gone out while no connection held the session (detached, or a
             # connection being taken over): repeat it, or a client whose buffer is full of samples
             # up to resume_from would wait for an ack that the server only sends after more data.
-            conn.send_many([b'{"type":"ack","next_sample":%d}' % session.acked])
+            conn.send_many([ack_message(session.acked)])
         await _read(ws, conn, engine, session)
     except ProtocolError as e:
         conn.fail(e.code, e.message)
