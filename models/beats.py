@@ -24,8 +24,14 @@ template; and the RR interval (s) with its ratio to the median of the last 8. A 
 that the beat is ventricular.
 
 A VT run begins at the first beat of 5 consecutive ventricular beats whose mean rate is > 100 bpm
-(it is *established* at the 5th) and ends at the first beat that is not ventricular (``end`` =
-that beat) or where the signal is lost.
+and that are alike (it is *established* at the 5th), or at the first beat of ``ALT_BEATS``
+beats of an *alternating* (bidirectional) rhythm > 100 bpm: two morphologies taking turns, each
+beat like the one two back on both leads and unlike the one before, every other beat leaning
+ventricular (p >= ``ALT_P``) and the others not the patient's dominant beat on both leads (a
+bidirectional VT whose every other beat resembles the dominant beat on one lead is otherwise
+called ventricular only every other beat, so 5 in a row never form). A run ends at the first
+beat that is neither ventricular nor the last of such an alternating window (``end`` = that beat)
+or where the signal is lost.
 
 All state is a dict of numpy arrays; any chunking gives the same classes and runs (a beat is
 classified once its window has arrived, so it may wait one call).
@@ -51,6 +57,17 @@ TEMPLATE_RATE = 0.1         # running-mean weight of a matched beat
 RR_KEEP = 8
 VT_BEATS, VT_BPM = 5, 100.0  # a VT run: >= 5 ventricular beats, mean rate > 100 bpm ...
 RUN_SIMILARITY = 0.85  # ... alike: median correlation of consecutive beats (lead a) >= this
+# Alternating (bidirectional) runs: ALT_BEATS beats > VT_BPM, regular in pairs, every beat like the
+# one two back on both leads (median >= ALT_SIMILARITY) and unlike the one before on a lead (median
+# of the smaller of its two correlations <= ALT_UNLIKE), every other beat p >= ALT_P and the others
+# not the dominant beat on both leads. Chosen on a plateau of the leave-one-record-out sweep over
+# all 22 MIT-BIH records; ALT_SIMILARITY 0.9 rather than 0.85 (equal there) for NSTDB 118e00
+# (docs/beats.md).
+ALT_BEATS = 6
+ALT_P = 0.5
+ALT_SIMILARITY = 0.9
+ALT_UNLIKE = 0.7
+ALT_REGULARITY = 1.2        # largest / smallest two-beat interval in the window
 WEIGHTS_FILE = Path(__file__).resolve().parent / "checkpoints" / "vigil-beats.json"
 
 LEAD_FEATURES = ("corr_dominant", "log_amplitude_ratio", "width_s", "width_excess_s", "is_dominant")
@@ -155,15 +172,18 @@ class BeatClassifier:
             "rr": np.zeros(0),                              # (<= RR_KEEP,) s
             "run": np.zeros(0, np.int64),                   # current run of ventricular beats (samples)
             "vt_onset": np.asarray(-1, np.int64),
-            "prev_seg": np.zeros(W),                       # the last beat's aligned window, lead a
-            "similarity": np.asarray(np.nan),              # its correlation with the one before
+            "hist_seg": np.zeros((2, L, W)),               # the last two beats' aligned windows, per lead
+            "sims": np.full(4, np.nan),                    # the last beat's correlations: with the one
+                                                           # before (leads a, b), two before (a, b)
             "run_sim": np.zeros(0),                         # similarities within the current run
+            "alt_beats": np.zeros(0, np.int64),             # the last <= ALT_BEATS classified beats ...
+            "alt_info": np.zeros((0, 6)),                   # ... (p, not dominant, sims (4,))
         }
 
     # ------------------------------------------------------------------ main entry
     def process(self, x: np.ndarray, first_sample: int, beats: np.ndarray, state: dict[str, np.ndarray],
-                flush: bool = False, threshold: float | None = None
-                ) -> tuple[list[tuple[int, np.ndarray, float]], list[RunEvent], dict]:
+                flush: bool = False, threshold: float | None = None, details: list | None = None
+                ) -> tuple[list[tuple[int, np.ndarray, float, float]], list[RunEvent], dict]:
         """Consume a chunk and the beats the QRS detector decided in it.
 
         Parameters
@@ -181,6 +201,9 @@ class BeatClassifier:
             End of the stream: beats whose window is incomplete are dropped.
         threshold : float, optional
             Probability at or above which a beat is ventricular (default: the weights').
+        details : list, optional
+            When given, ``(sample, run_inputs (6,))`` of each classified beat are appended to it:
+            what the run rule uses besides ``p`` (see :meth:`run_inputs`; for fitting).
 
         Returns
         -------
@@ -188,7 +211,8 @@ class BeatClassifier:
         events : list of RunEvent
         state : dict
         """
-        st = {k: np.array(v, copy=True) for k, v in state.items()}
+        st = self.initial_state()                          # (keys a snapshot from before lacks keep their
+        st.update({k: np.array(v, copy=True) for k, v in state.items() if k in st})   # initial values)
         x = np.asarray(x, np.float64)
         if x.ndim == 1:
             x = x[:, None]
@@ -211,10 +235,12 @@ class BeatClassifier:
         for b in todo[ready].tolist():
             f = self._features(int(b), buf, buf_start, st)
             p = float(self.weights.prob(f)[0]) if self.weights is not None and f is not None else float("nan")
-            sim = float(st["similarity"]) if f is not None else float("nan")
+            info = self.run_inputs(f, st["sims"]) if f is not None else np.full(6, np.nan)
             if f is not None:
-                out.append((int(b), f, p, sim))
-            self._run(st, int(b), p, sim, events, threshold)
+                out.append((int(b), f, p, float(info[0])))
+                if details is not None:
+                    details.append((int(b), info))
+            self.run_step(st, int(b), p, info, events, threshold)
         st["pending"] = np.zeros(0, np.int64) if flush else todo[~ready]
         return out, events, st
 
@@ -248,20 +274,19 @@ class BeatClassifier:
         if lo < 0 or hi > len(buf) or not np.isfinite(buf[lo:hi]).all():
             st["last_beat"], st["rr"] = np.asarray(-1, np.int64), np.zeros(0)
             return None
-        feats = []
+        feats, sims = [], []
+        hist = st["hist_seg"]
         for j in range(buf.shape[1]):
             segs = buf[lo:hi, j][self.window_index]
             segs = segs - np.median(segs, axis=1, keepdims=True)
             lead, seg = self._lead(segs, st, j)
             feats.append(lead)
-            if j == 0:
-                prev = st["prev_seg"]
-                st["similarity"] = np.asarray(
-                    float(np.dot(seg, prev) / (np.linalg.norm(seg) * np.linalg.norm(prev) + 1e-12)) if prev.any()
-                    else np.nan)
-                st["prev_seg"] = seg
+            sims.append((_corr(seg, hist[0, j]), _corr(seg, hist[1, j])))
+            hist[1, j], hist[0, j] = hist[0, j], seg
         if len(feats) == 1:
             feats.append(feats[0])
+            sims.append(sims[0])
+        st["sims"] = np.asarray([sims[0][0], sims[1][0], sims[0][1], sims[1][1]])
         last = int(st["last_beat"])
         rr_hist = st["rr"]
         if last >= 0:
@@ -303,27 +328,78 @@ class BeatClassifier:
         amp = float(np.log((np.ptp(seg) + 1e-12) / (np.ptp(T[dom]) + 1e-12)))
         return [cd, amp, w, w - float(wid[dom]), float(m == dom)], seg
 
-    def _run(self, st: dict, b: int, p: float, sim: float, events: list[RunEvent], threshold: float | None) -> None:
-        """Advance the VT-run rule with the beat at ``b`` (``p``: its probability, nan: unknown;
-        ``sim``: its correlation with the previous beat on lead a)."""
+    @staticmethod
+    def run_inputs(f: np.ndarray, sims: np.ndarray) -> np.ndarray:
+        """What the run rule uses of a classified beat besides its probability: its correlations
+        with the beat before (leads a, b) and two before (a, b), nan when there was none, and
+        whether it matched the dominant template on lead a and on lead b. ``(6,)``."""
+        return np.concatenate([sims, [f[FEATURES.index("is_dominant_a")], f[FEATURES.index("is_dominant_b")]]])
+
+    def run_step(self, st: dict, b: int, p: float, info: np.ndarray, events: list[RunEvent],
+                 threshold: float | None) -> None:
+        """Advance the VT-run rule with the beat at ``b`` (``p``: its probability, nan: no window;
+        ``info``: :meth:`run_inputs`)."""
         thr = threshold if threshold is not None else (self.weights.threshold if self.weights is not None else 0.5)
+        is_v = p >= thr
+        if np.isfinite(p):
+            row = np.concatenate([[p, float(not (info[4] == 1 and info[5] == 1))], info[:4]])
+            st["alt_beats"] = np.concatenate([st["alt_beats"], [b]])[-ALT_BEATS:]
+            st["alt_info"] = np.concatenate([st["alt_info"], row[None]])[-ALT_BEATS:]
+        else:                                             # no window: the alternation is broken
+            st["alt_beats"], st["alt_info"] = np.zeros(0, np.int64), np.zeros((0, 6))
         onset = int(st["vt_onset"])
-        if not (p >= thr):                                # not ventricular (or no window): the run ends
-            if onset >= 0:
+        # the rate is checked when a run begins; once begun it continues at any rate, as a run of
+        # ventricular beats does
+        alternating = self._alternating(st, min(ALT_P, thr), rate=onset < 0)
+        if is_v:
+            run = np.concatenate([st["run"], [b]])
+            st["run_sim"] = (np.concatenate([st["run_sim"], [info[0]]])[-(VT_BEATS - 1):] if len(st["run"])
+                             else np.zeros(0))
+            st["run"] = run[-VT_BEATS:]
+        else:
+            st["run"], st["run_sim"] = np.zeros(0, np.int64), np.zeros(0)
+        if onset >= 0:
+            if not (is_v or alternating):                 # the run ends at this beat
                 events.append(RunEvent(onset, onset, b))
-            st["run"], st["vt_onset"] = np.zeros(0, np.int64), np.asarray(-1, np.int64)
-            st["run_sim"] = np.zeros(0)
+                st["vt_onset"] = np.asarray(-1, np.int64)
             return
-        run = np.concatenate([st["run"], [b]])
-        run_sim = st["run_sim"] = np.concatenate([st["run_sim"], [sim]])[-(VT_BEATS - 1):] if len(st["run"]) else np.zeros(0)
-        if onset < 0 and len(run) >= VT_BEATS:
+        if is_v and len(run) >= VT_BEATS:
             k = run[-VT_BEATS:]
             bpm = 60.0 * self.fs * (VT_BEATS - 1) / max(1, int(k[-1] - k[0]))
-            similar = float(np.median(np.nan_to_num(run_sim, nan=-1.0))) >= RUN_SIMILARITY
+            similar = float(np.median(np.nan_to_num(st["run_sim"], nan=-1.0))) >= RUN_SIMILARITY
             if bpm > VT_BPM and similar:
                 st["vt_onset"] = np.asarray(int(k[0]), np.int64)
                 events.append(RunEvent(int(k[0]), b))
-        st["run"] = run[-VT_BEATS:]
+                return
+        if alternating:
+            k0 = int(st["alt_beats"][0])
+            st["vt_onset"] = np.asarray(k0, np.int64)
+            events.append(RunEvent(k0, b))
+
+    def _alternating(self, st: dict, p_min: float, rate: bool = True) -> bool:
+        """Whether the last ``ALT_BEATS`` classified beats are an alternating (bidirectional) run
+        (faster than ``VT_BPM`` when ``rate``)."""
+        beats, info = st["alt_beats"], st["alt_info"]
+        if len(beats) < ALT_BEATS:
+            return False
+        if rate and 60.0 * self.fs * (ALT_BEATS - 1) / max(1, int(beats[-1] - beats[0])) <= VT_BPM:
+            return False
+        if not any((info[par::2, 0] >= p_min).all() and (info[1 - par::2, 1] > 0).all() for par in (0, 1)):
+            return False
+        two = beats[2:] - beats[:-2]
+        if two.max() > ALT_REGULARITY * max(1, two.min()):
+            return False
+        sims = np.nan_to_num(info[:, 2:], nan=-1.0)
+        if min(np.median(sims[2:, 2]), np.median(sims[2:, 3])) < ALT_SIMILARITY:
+            return False
+        return float(np.median(np.minimum(sims[1:, 0], sims[1:, 1]))) <= ALT_UNLIKE
+
+
+def _corr(a: np.ndarray, b: np.ndarray) -> float:
+    """Correlation (uncentred cosine) of two windows; nan when ``b`` is empty (no beat yet)."""
+    if not b.any():
+        return float("nan")
+    return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
 
 
 def load_weights(path: str | Path = WEIGHTS_FILE) -> BeatWeights | None:

@@ -8,9 +8,11 @@
    150 ms: ventricular (``V``, ``E``) or not; detections without one are not used for fitting.
 2. Leave-one-record-out: for each record, the MLP is fitted on the other records and scores the
    held-out one: ventricular-beat Se and +P, and VT runs of >= 5 beats at > 100 bpm (DESIGN §7)
-   as episodes (episode Se, +P). False runs: detected runs that overlap no reference ventricular
-   run of >= 3 beats and no ``(VT``, ``(VFL`` or ``(VF`` rhythm interval (a run found during
-   ventricular flutter is a correct ventricular-tachyarrhythmia alarm, not a false one).
+   as episodes (episode Se, +P), the runs raised by the service's rule
+   (:meth:`models.beats.BeatClassifier.run_step`, replayed over the held-out beats). False
+   runs: detected runs that overlap no reference ventricular run of >= 3 beats and no ``(VT``,
+   ``(VFL`` or ``(VF`` rhythm interval (a run found during ventricular flutter is a correct
+   ventricular-tachyarrhythmia alarm, not a false one).
 3. The shipped weights are fitted on all records (same seed and settings).
 
 Seeds are fixed; it takes a few minutes on 2 CPU cores.
@@ -28,9 +30,9 @@ from rich.console import Console
 from rich.progress import track
 from rich.table import Table
 
-from models.beats import FEATURES, RUN_SIMILARITY, WEIGHTS_FILE, BeatClassifier, BeatWeights
+from models.beats import FEATURES, WEIGHTS_FILE, BeatClassifier, BeatWeights
 from models.data.ecg import mitdb_beats, mitdb_rhythms, read_wfdb
-from models.data.episodes import VT_MIN_BEATS, VT_MIN_RATE_BPM, vt_episodes
+from models.data.episodes import vt_episodes
 from models.data.labels import RHYTHM_VF, RHYTHM_VFL, RHYTHM_VT, VENTRICULAR_BEATS
 from models.data.paths import datasets_dir
 from models.qrs import RhythmMonitor
@@ -47,7 +49,7 @@ def record_beats(path: Path) -> dict:
     fs, x = rec.sample_rate, rec.signal.astype(np.float64)
     mon = RhythmMonitor(fs)
     beats = mon.process(x[:, 0], 0, mon.initial_state())[0].beats
-    feats = stream_features(x, fs, beats)                 # (n, F + 1): features, similarity
+    feats, info = stream_features(x, fs, beats)           # (n, F) features, (n, 6) run-rule inputs
     ref, sym = mitdb_beats(path)
     label = np.full(len(beats), -1)
     j = np.searchsorted(ref, beats)
@@ -56,25 +58,27 @@ def record_beats(path: Path) -> dict:
         i = min(near, key=lambda i: abs(ref[i] - b))
         if abs(ref[i] - b) <= MATCH_S * fs:
             label[k] = int(sym[i] in VENTRICULAR_BEATS)
-    return {"fs": fs, "n": len(x), "beats": beats, "features": feats[:, :-1], "similarity": feats[:, -1],
-            "label": label,
+    return {"fs": fs, "n": len(x), "beats": beats, "features": feats, "info": info, "label": label,
             "vt": vt_episodes(ref, sym, fs), "v_runs3": ventricular_runs(ref, np.isin(sym, list(VENTRICULAR_BEATS)), 3)
             + [(s, e) for lab, s, e in mitdb_rhythms(path) if lab in (RHYTHM_VT, RHYTHM_VFL, RHYTHM_VF)]}
 
 
-def stream_features(x: np.ndarray, fs: float, beats: np.ndarray) -> np.ndarray:
-    """(n_beats, F + 1) features of ``beats`` in ``x`` (n, c) and, last, each beat's similarity to the
-    previous one, computed in 1-s chunks as in the service."""
+def stream_features(x: np.ndarray, fs: float, beats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(n_beats, F) features of ``beats`` in ``x`` (n, c) and (n_beats, 6) the run rule's other inputs
+    (:meth:`models.beats.BeatClassifier.run_inputs`), computed in 1-s chunks as in the service;
+    nan rows for beats without a window."""
     clf = BeatClassifier(fs, n_leads=min(2, x.shape[1]))
     st = clf.initial_state()
     step = int(round(fs))
-    out = {}
+    out, info = {}, []
     for a in range(0, len(x), step):
         b = min(len(x), a + step)
         mine = beats[(beats >= a) & (beats < b)]
-        got, _, st = clf.process(x[a:b], a, mine, st, flush=b == len(x))
-        out.update({s: np.append(f, sim) for s, f, _, sim in got})
-    return np.array([out.get(int(b), np.full(len(FEATURES) + 1, np.nan)) for b in beats])
+        got, _, st = clf.process(x[a:b], a, mine, st, flush=b == len(x), details=info)
+        out.update({s: f for s, f, _, _ in got})
+    info = dict(info)
+    return (np.array([out.get(int(b), np.full(len(FEATURES), np.nan)) for b in beats]).reshape(-1, len(FEATURES)),
+            np.array([info.get(int(b), np.full(6, np.nan)) for b in beats]).reshape(-1, 6))
 
 
 def ventricular_runs(samples: np.ndarray, flag: np.ndarray, n_min: int) -> list[tuple[int, int]]:
@@ -93,19 +97,23 @@ def ventricular_runs(samples: np.ndarray, flag: np.ndarray, n_min: int) -> list[
     return out
 
 
-def vt_runs(beats: np.ndarray, is_v: np.ndarray, similarity: np.ndarray, fs: float,
-            min_similarity: float = RUN_SIMILARITY) -> list[tuple[int, int]]:
-    """Detected VT runs, as :class:`models.beats.BeatClassifier` raises them (same rule, offline)."""
-    out = []
-    for s, e in ventricular_runs(beats, is_v, VT_MIN_BEATS):
-        sel = (beats >= s) & (beats < e)
-        run, sim = beats[sel], np.nan_to_num(similarity[sel], nan=-1.0)
-        for k in range(len(run) - VT_MIN_BEATS + 1):
-            w = run[k:k + VT_MIN_BEATS]
-            alike = float(np.median(sim[k + 1:k + VT_MIN_BEATS])) >= min_similarity
-            if 60.0 * fs * (VT_MIN_BEATS - 1) / (w[-1] - w[0]) > VT_MIN_RATE_BPM and alike:
-                out.append((int(w[0]), e))
-                break
+def vt_runs(beats: np.ndarray, p: np.ndarray, info: np.ndarray, fs: float, threshold: float) -> list[tuple[int, int]]:
+    """Detected VT runs ``[onset, end)`` of ``beats`` with probabilities ``p`` (nan: no window) and run
+    inputs ``info``, replayed through :meth:`models.beats.BeatClassifier.run_step` (the service's rule)."""
+    clf = BeatClassifier(fs)
+    st = {k: v for k, v in clf.initial_state().items() if k in ("run", "run_sim", "vt_onset", "alt_beats", "alt_info")}
+    events: list = []
+    for b, pb, i in zip(np.asarray(beats).tolist(), p, info):
+        clf.run_step(st, int(b), float(pb), i, events, threshold)
+    out, onset = [], None
+    for e in events:
+        if e.end_sample is None:
+            onset = e.onset_sample
+        else:
+            out.append((int(onset), int(e.end_sample)))
+            onset = None
+    if onset is not None:
+        out.append((int(onset), int(beats[-1]) + 1))
     return out
 
 
@@ -132,14 +140,15 @@ def fit(features: np.ndarray, labels: np.ndarray, meta: dict | None = None) -> B
                        b2=float(l2.bias.detach()[0]), threshold=THRESHOLD, meta=meta or {})
 
 
-def score_record(r: dict, w: BeatWeights, min_similarity: float = RUN_SIMILARITY) -> dict:
+def score_record(r: dict, w: BeatWeights) -> dict:
     """Beat and VT-run statistics of one record under weights ``w``."""
     p = w.prob(r["features"])
     ok = np.isfinite(r["features"]).all(axis=1)
+    p[~ok] = np.nan
     is_v = ok & (p >= w.threshold)
     lab = r["label"]
     tp = int((is_v & (lab == 1)).sum())
-    det = vt_runs(r["beats"], is_v, r["similarity"], r["fs"], min_similarity)
+    det = vt_runs(r["beats"], p, r["info"], r["fs"], w.threshold)
     ref = r["vt"]
     hit = sum(any(s < e2 and s2 < e for s2, e2 in det) for s, e in ref)
     true_det = sum(any(s < e2 and s2 < e for s2, e2 in ref) for s, e in det)
@@ -164,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     recs = {}
     if args.cache and args.cache.exists():
-        recs = np.load(args.cache, allow_pickle=True)["recs"].item()
+        recs = {k: r for k, r in np.load(args.cache, allow_pickle=True)["recs"].item().items()
+                if "info" in r and r["features"].shape[1:] == (len(FEATURES),)}   # a stale cache is redone
     for name in track([n for n in names if n not in recs], description="beats and features", console=console):
         recs[name] = record_beats(root / name)
     if args.cache:

@@ -106,3 +106,37 @@ def test_floor_on_mitdb_205():
     r = score_record(record_beats(path), load_weights())
     assert r["vt_ref"] == 3 and r["vt_hit"] == 3 and r["vt_false"] == 0
     assert r["v_tp"] / r["v_beats"] >= 0.9
+
+
+def _alternating_events(p_other, dominant_other, sim2_b=0.98, n=14, rr_s=0.55, fs=360.0):
+    """Run events of ``n`` beats in which a ventricular-leaning beat (p 0.6, under the 0.9 threshold)
+    alternates with another (``p_other``; matching the dominant template on lead b when
+    ``dominant_other``), each like the beat two back (lead a 0.98, lead b ``sim2_b``) and unlike the
+    one before on lead b (0.3)."""
+    clf = BeatClassifier(fs, 2, None)
+    st, events = clf.initial_state(), []
+    beats = (np.arange(n) * rr_s * fs).astype(int) + 100
+    for i, b in enumerate(beats):
+        other = i % 2 == 1
+        info = np.array([0.9, 0.3, 0.98, sim2_b, 1.0, float(dominant_other) if other else 0.0])
+        clf.run_step(st, int(b), p_other if other else 0.6, info, events, 0.9)
+    return beats, events
+
+
+def test_alternating_run_rule():
+    """A bidirectional-looking run (every other beat near the dominant beat on lead a only) is a
+    VT run although no 5 beats in a row reach the threshold; sinus beats between the ventricular
+    ones (dominant on both leads), a slow rate or unalike beats two apart are not."""
+    beats, events = _alternating_events(0.01, False)
+    assert len(events) == 1 and events[0].end_sample is None
+    assert events[0].onset_sample == beats[0] and events[0].established == beats[5]
+    assert _alternating_events(0.01, True)[1] == []              # bigeminy with the patient's own beats
+    assert _alternating_events(0.01, False, rr_s=0.7)[1] == []   # <= 100 bpm
+    assert _alternating_events(0.01, False, sim2_b=0.5)[1] == []  # lead b not alike two beats apart
+    clf = BeatClassifier(360.0, 2, None)                          # the run ends at a beat that breaks it
+    st, ev = clf.initial_state(), []
+    for i, b in enumerate(beats):
+        info = np.array([0.9, 0.3, 0.98, 0.98, 1.0, 0.0])
+        clf.run_step(st, int(b), 0.01 if i % 2 else 0.6, info, ev, 0.9)
+    clf.run_step(st, int(beats[-1] + 200), 0.01, np.array([0.99, 0.99, 0.5, 0.5, 1.0, 1.0]), ev, 0.9)
+    assert [e.end_sample for e in ev] == [None, int(beats[-1] + 200)]
