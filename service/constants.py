@@ -95,7 +95,8 @@ class AlertKind:
     the session's alarms are paused, and, when ``poor_signal_held`` too, while the signal is
     poor or lost (asystole and VF never are: a missed one costs a life, IEC 60601-1-8 practice
     and CinC 2015). ``model_label``: a ``rhythm`` kind's fallback, the model label whose episodes
-    raise it when the session has no source for it (vt without the beat classifier).
+    raise it when the session has no source for it (vt without the beat classifier, af without
+    the AF detector).
     """
 
     name: str
@@ -119,8 +120,10 @@ class AlertKind:
 
 
 ALERT_KINDS: dict[str, AlertKind] = {k.name: k for k in (
-    AlertKind("af", PHYSIOLOGICAL, MEDIUM, ("ecg",), SOURCE_MODEL, L.AF,
-              "atrial fibrillation: the model's af episode (fitted threshold, smoothing, joining, minimum duration)"),
+    AlertKind("af", PHYSIOLOGICAL, MEDIUM, ("ecg",), SOURCE_RHYTHM, "af",
+              "atrial fibrillation: irregular RR intervals, ectopic beats removed, for the fitted time (AF "
+              "detector on the classified beats, models/af.py; without it, the model's af episode)",
+              model_label=L.AF),
     AlertKind("vt", PHYSIOLOGICAL, HIGH, ("ecg",), SOURCE_RHYTHM, "vt",
               "ventricular tachycardia: >= 5 ventricular beats > 100 bpm (beat classifier on the QRS "
               "detector's beats, models/beats.py; without it, the model's vt episode)", model_label=L.VT),

@@ -36,8 +36,8 @@ import numpy as np
 from models.detector import DEFAULT_DETECTORS, EpisodeDetector
 from service import constants as C
 from service.alarms import settings as S
-from service.alarms.sources import (LabelRule, LabelTracker, LossTracker, RhythmSource, beat_classifier_for,
-                                    heart_rate, rhythm_factory)
+from service.alarms.sources import (LabelRule, LabelTracker, LossTracker, RhythmSource, af_detector_for,
+                                    beat_classifier_for, heart_rate, rhythm_factory)
 from service.quality import cause_names
 
 log = logging.getLogger(__name__)
@@ -107,7 +107,8 @@ class Alarms:
             rhythm = rhythm_factory() if ctx.modality == "ecg" else None
         if rhythm is not None:
             monitor = rhythm(ctx.sample_rate)
-            self.rhythm = RhythmSource(monitor, beat_classifier_for(monitor))
+            beats = beat_classifier_for(monitor)
+            self.rhythm = RhythmSource(monitor, beats, af_detector_for(monitor, beats))
         else:
             self.rhythm = None
         self.loss = LossTracker(ctx.sample_rate)
@@ -155,6 +156,8 @@ class Alarms:
                 by_label.setdefault(label, []).append(kind)
         if self.rhythm is not None and "vt" in self.rhythm_kinds:
             self.rhythm.vt_threshold = self.settings.kinds["vt"].threshold
+        if self.rhythm is not None and "af" in self.rhythm_kinds:
+            self.rhythm.af_threshold = self.settings.kinds["af"].threshold
         self.trackers: list[tuple[str, int, LabelTracker, list[str]]] = []
         for label, kinds in by_label.items():
             det = self.detectors.get(label) or DEFAULT_DETECTORS.get(label) or EpisodeDetector(label)
@@ -235,7 +238,7 @@ class Alarms:
                 self._step(int(starts[i]), int(samples[i]), probs[i],
                            attribution[i] if attribution is not None else None, out)
         rhythm_h = (self._state["rhythm"]["end"] if self.rhythm is not None else end) - 1 - self.lag_n
-        self._rhythm(math.inf if flush else self._state["last"], math.inf if flush else rhythm_h, out)
+        self._rhythm(math.inf if flush else self._state["last"], math.inf if flush else rhythm_h, out, end)
         # drop evidence no decision still to come can look at: every pending one is after ``limit``
         # (rate events still queued and rate conditions not yet decided included)
         pending = [e[3] for e in self._state["rq"] if e[0] == "begin"]
@@ -333,11 +336,14 @@ class Alarms:
                     self._decide(kind, sample, out, probs=p, attr=attr, confidence=smoothed[label],
                                  extra={"threshold": tracker.rule.threshold})
 
-    def _rhythm(self, model_h: float, rhythm_h: float, out: list[dict]) -> None:
+    def _rhythm(self, model_h: float, rhythm_h: float, out: list[dict], end: float = math.inf) -> None:
         """Rate events in order. A decision at ``due`` waits until the model's outputs cover it
         (``model_h``, suppression evidence) and, when a generation delay put it after the sample
         where the condition was established, until the detector has reported every beat up to it
-        (``rhythm_h``: the search-back can report a beat up to ``RHYTHM_LAG_S`` late)."""
+        (``rhythm_h``: the search-back can report a beat up to ``RHYTHM_LAG_S`` late); none is made
+        at or after ``end``, the first sample not received (a suppressed condition is re-examined
+        every ``SUPPRESS_RECHECK_S``: at the end of a session, with every horizon open, a kind that
+        stays suppressed, e.g. a disabled af, would otherwise be re-examined for ever)."""
         rq, conds = self._state["rq"], self._state["conds"]
 
         def ready(cond: dict) -> bool:
@@ -360,7 +366,8 @@ class Alarms:
             self._end(kind, smp, out)
             rq.pop(0)
         for kind in self.rhythm_kinds:
-            while (cond := conds.get(kind)) is not None and cond["due"] is not None and ready(cond):
+            while (cond := conds.get(kind)) is not None and cond["due"] is not None and cond["due"] < end \
+                    and ready(cond):
                 self._decide_rate(kind, cond["due"], out)
 
     def _decide_rate(self, kind: str, t: int, out: list[dict]) -> None:

@@ -167,26 +167,43 @@ def beat_classifier_for(monitor: Any) -> Any | None:
     return BeatClassifier(monitor.fs, 2, weights) if weights is not None else None
 
 
+def af_detector_for(monitor: Any, beats: Any | None) -> Any | None:
+    """A :class:`models.af.AfDetector` when there is a beat classifier (it removes the ectopic
+    beats) and the shipped AF weights exist, else None (AF then comes from the model's af
+    episodes)."""
+    if beats is None:
+        return None
+    try:
+        from models.af import AfDetector, load_weights
+    except ImportError:
+        return None
+    weights = load_weights()
+    return AfDetector(monitor.fs, weights) if weights is not None else None
+
+
 RATE_KINDS = ("asystole", "bradycardia", "tachycardia")
 
 
 class RhythmSource:
     """Rate conditions (asystole, bradycardia, tachycardia) from a :class:`models.qrs.RhythmMonitor`
-    on the session's first model lead, and VT runs from a :class:`models.beats.BeatClassifier` on
-    its beats (first two model leads) when one is installed; the state travels JSON-encoded in the
-    alarm state.
+    on the session's first model lead, VT runs from a :class:`models.beats.BeatClassifier` on its
+    beats (first two model leads) and AF episodes from a :class:`models.af.AfDetector` on the
+    classified beats, when they are installed; the state travels JSON-encoded in the alarm state.
 
     A condition's onset is the detector's (asystole: the last beat; bradycardia, tachycardia and
-    VT: the first beat of the run); it is *established* (confirmed) where the definition is met:
-    4 s after the last beat, or at the 5th (17th; VT: 5th ventricular) beat of the run.
+    VT: the first beat of the run; AF: the start of the irregular RR window); it is *established*
+    (confirmed) where the definition is met: 4 s after the last beat, at the 5th (17th; VT: 5th
+    ventricular) beat of the run, or once the AF probability has held for the rule's ``on_s``.
     """
 
     BATCH_S = 1.0
 
-    def __init__(self, monitor: Any, beats: Any | None = None):
+    def __init__(self, monitor: Any, beats: Any | None = None, af: Any | None = None):
         self.monitor, self.beats = monitor, beats
-        self.kinds = RATE_KINDS + (("vt",) if beats is not None else ())
+        self.af = af if beats is not None else None
+        self.kinds = RATE_KINDS + (("vt",) if beats is not None else ()) + (("af",) if self.af is not None else ())
         self.vt_threshold: float | None = None   # the beat classifier's (None: the fitted one)
+        self.af_threshold: float | None = None   # the AF detector's (None: the fitted one)
         fs = float(getattr(monitor, "fs", 250.0))
         self.batch_n = max(1, round(self.BATCH_S * fs))
         try:
@@ -201,19 +218,24 @@ class RhythmSource:
         samples not yet given to them (they run once ``BATCH_S`` of signal has gathered: their cost
         is per call)."""
         return {"m": self.monitor.initial_state(), "b": self.beats.initial_state() if self.beats else None,
-                "beats": [], "buf": np.zeros((0, 1)), "end": 0}
+                "a": self.af.initial_state() if self.af else None, "beats": [], "buf": np.zeros((0, 1)), "end": 0}
 
     def export(self, st: dict) -> dict:
         """``st`` as JSON-able data (exact)."""
         return {**st, "m": encode_arrays(st["m"]), "b": encode_arrays(st["b"]) if st.get("b") is not None else None,
+                "a": encode_arrays(st["a"]) if st.get("a") is not None else None,
                 "buf": encode_arrays({"x": st["buf"]})}
 
     def load(self, st: dict) -> dict:
         b = decode_arrays(st["b"]) if st.get("b") is not None else None
         if self.beats is not None and b is None:      # a snapshot from before the beat classifier
             b = self.beats.initial_state()
+        a = decode_arrays(st["a"]) if st.get("a") is not None else None
+        if self.af is not None and a is None:         # a snapshot from before the AF detector
+            a = self.af.initial_state()
         buf = decode_arrays(st["buf"])["x"]
         return {**st, "m": decode_arrays(st["m"]), "b": b if self.beats is not None else None,
+                "a": a if self.af is not None else None,
                 "buf": buf if buf.ndim == 2 else buf[:, None]}
 
     def update(self, st: dict, x: np.ndarray, first: int, flush: bool = False) -> list[tuple[str, str, int, int]]:
@@ -233,10 +255,13 @@ class RhythmSource:
         if len(buf) == 0 or (len(buf) < self.batch_n and not flush):
             return []
         update, st["m"] = self.monitor.process(buf[:, 0], st["end"], st["m"])
-        runs = []
+        runs, af_events = [], []
         if self.beats is not None:
-            _, runs, st["b"] = self.beats.process(buf, st["end"], update.beats, st["b"], flush=flush,
-                                                  threshold=self.vt_threshold)
+            classified, runs, st["b"] = self.beats.process(buf, st["end"], update.beats, st["b"], flush=flush,
+                                                           threshold=self.vt_threshold)
+            if self.af is not None:
+                _, af_events, st["a"] = self.af.process([(s, p) for s, _, p, _ in classified], st["a"],
+                                                        threshold=self.af_threshold)
         st["end"] += len(buf)
         st["buf"] = np.zeros((0, buf.shape[1]))
         beats = st["beats"] = st["beats"] + [int(b) for b in np.asarray(update.beats).tolist()]
@@ -260,6 +285,11 @@ class RhythmSource:
                 out.append(("begin", "vt", int(r.onset_sample), int(r.established)))
             else:
                 out.append(("end", "vt", int(r.end_sample), int(r.end_sample)))
+        for e in af_events:
+            if e.end_sample is None:
+                out.append(("begin", "af", int(e.onset_sample), int(e.established)))
+            else:
+                out.append(("end", "af", int(e.end_sample), int(e.end_sample)))
         return out
 
 
