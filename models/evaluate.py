@@ -11,13 +11,19 @@ ECG (held-out records of :mod:`models.splits`):
 - MIT-BIH: per record, AF episodes (DESIGN §7: ``af_episodes``, 5-min learning period,
   atrial flutter excluded) and VT episodes (runs of >= 5 ventricular beats at > 100 bpm;
   detections scored over the whole record), episode Se/+P and duration Se/+P; 3-4 beat runs
-  reported apart (share overlapped by a VT detection).
+  reported apart (share overlapped by a VT detection). The ``AF`` and ``VT>=5`` rows are the
+  service's alarm sources (:func:`rhythm_episodes`: the QRS detector, the ventricular-beat
+  classifier of :mod:`models.beats` and the RR-interval AF detector of :mod:`models.af`, in 1-s
+  chunks); the ``(network)`` rows are the network's af and vt episodes, for comparison. The beat
+  classifier was fitted on all MIT-BIH records: its held-out VT figures are the
+  leave-one-record-out ones of ``python -m models.beats_fit``, shown in a table of their own.
 - CinC 2017: per-class F1 on the test records.
 - CinC 2015: VT alarm decision from the VT output in the 10 s before the alarm at 300 s,
   score (TP+TN)/(TP+TN+FP+5 FN) on the test half with a bootstrap 95 % interval, with the
-  stored VT threshold and with a threshold chosen by 5-fold cross-validation over records.
+  stored VT threshold and with a threshold chosen by 5-fold cross-validation over records; and
+  from the service's VT runs (beat classifier) overlapping those 10 s.
 - NSTDB 118e00/e12/e24 (electrode motion, never trained on): noise AUROC, tokens inside the
-  noise blocks against tokens outside; false AF and VT episodes.
+  noise blocks against tokens outside; false AF and VT episodes of the service's sources.
 
 EEG:
 
@@ -133,35 +139,91 @@ def cv_threshold_alarms(scores: np.ndarray, truth: np.ndarray, rng: np.random.Ge
 
 # --- ECG -----------------------------------------------------------------------------------
 
+def rhythm_episodes(x: np.ndarray, fs: float, chunk_s: float = 1.0) -> dict[str, list[tuple[int, int]]]:
+    """AF and VT episodes of the service's rhythm source over a recording.
+
+    Parameters
+    ----------
+    x : np.ndarray
+        ``(n, c)`` signal; lead 0 for the QRS detector, leads 0-1 for the beat classifier.
+    fs : float
+        Hz.
+    chunk_s : float
+        Chunk length (s) fed to :class:`service.alarms.sources.RhythmSource`, as the service does.
+
+    Returns
+    -------
+    dict
+        ``{"af": [(onset, end), ...], "vt": [...]}`` in samples; an episode still open at the end
+        ends at ``n``. Empty lists when a source is not installed.
+    """
+    from models.qrs import RhythmMonitor
+    from service.alarms.sources import RhythmSource, af_detector_for, beat_classifier_for
+
+    mon = RhythmMonitor(fs)
+    beats = beat_classifier_for(mon)
+    src = RhythmSource(mon, beats, af_detector_for(mon, beats))
+    st, step = src.initial_state(), max(1, round(chunk_s * fs))
+    out: dict[str, list[tuple[int, int]]] = {"af": [], "vt": []}
+    open_: dict[str, int] = {}
+    for a in range(0, len(x), step):
+        b = min(len(x), a + step)
+        for typ, kind, smp, _ in src.update(st, x[a:b], a, flush=b == len(x)):
+            if kind not in out:
+                continue
+            if typ == "begin":
+                open_.setdefault(kind, smp)
+            elif kind in open_:
+                out[kind].append((open_.pop(kind), smp))
+    for kind, onset in open_.items():
+        out[kind].append((onset, len(x)))
+    return out
+
+
 def _mitdb_rows(network: Network, path: Path, name: str, part: str, learning_s: float) -> list[list]:
     rec = ecg_data.read_wfdb(path)
     fs, n = rec.sample_rate, rec.n_samples
     out = run_offline(network, rec.signal, fs)
+    service = rhythm_episodes(rec.signal, fs)
     rhythms = ecg_data.mitdb_rhythms(path)
     beats, symbols = ecg_data.mitdb_beats(path)
     ref_af = af_episodes(rhythms, fs, n, learning_s=learning_s)
-    det_af = clip_intervals(episodes_samples(out, network, AF, fs), round(learning_s * fs), n)
-    det_vt = episodes_samples(out, network, VT, fs)
-    rows = [_stats_row(name, part, "AF", episode_stats(ref_af.episodes, det_af, n, exclude=ref_af.neither)),
-            _stats_row(name, part, "VT>=5", episode_stats(vt_episodes(beats, symbols, fs), det_vt, n))]
+    ref_vt = vt_episodes(beats, symbols, fs)
+    lo = round(learning_s * fs)
+    rows = []
+    for tag, det_af, det_vt in (("", service["af"], service["vt"]),
+                                (" (network)", episodes_samples(out, network, AF, fs), episodes_samples(out, network, VT, fs))):
+        det_af = clip_intervals(det_af, lo, n)
+        rows += [_stats_row(name, part, "AF" + tag, episode_stats(ref_af.episodes, det_af, n, exclude=ref_af.neither)),
+                 _stats_row(name, part, "VT>=5" + tag, episode_stats(ref_vt, det_vt, n))]
     short = short_vt_runs(beats, symbols, fs)
-    st = episode_stats(short, det_vt, n)
+    st = episode_stats(short, service["vt"], n)
     rows.append([name, part, "VT 3-4 beats", st["n_reference"], None, _nan(st["episode_se"]), None, None, None, None])
     return rows
+
+
+def _pooled_row(rows: list[list], kind: str, part: str) -> list:
+    """Episodes pooled over the ``part`` rows of ``kind``: Se and +P (durations stay per record)."""
+    sel = [r for r in rows if r[2] == kind and r[1] == part]
+    ref, det = sum(r[3] for r in sel), sum(r[4] or 0 for r in sel)
+    tp_ref = sum(round((r[5] or 0) * r[3]) for r in sel)
+    false = sum(r[9] or 0 for r in sel)
+    return ["pooled", part, kind, ref, det, tp_ref / ref if ref else None,
+            (det - false) / det if det else None, None, None, false]
 
 
 def _nstdb_row(network: Network, path: Path, name: str, offset: int = 0) -> tuple[list, np.ndarray, np.ndarray]:
     rec = ecg_data.read_wfdb(path)
     fs, n = rec.sample_rate, rec.n_samples
     out = run_offline(network, rec.signal, fs)
+    service = rhythm_episodes(rec.signal, fs)
     blocks = ecg_data.nstdb_noise_blocks(n, fs, offset)
     times = token_times(len(out.probs), network) * fs
     inside = np.array([any(min(e, b) - max(s, a) >= 0.5 * (e - s) for a, b in blocks) for s, e in times])
     j = network.config.labels.index(NOISE)
     burn = int(BURN_IN_S * network.config.output_rate)
     score, pos = out.probs[burn:, j], inside[burn:]
-    n_af = len(episodes_samples(out, network, AF, fs))
-    n_vt = len(episodes_samples(out, network, VT, fs))
+    n_af, n_vt = len(service["af"]), len(service["vt"])
     minutes = n / fs / 60
     return [name, _nan(auroc(score, pos)), int(pos.sum()), int((~pos).sum()), n_af, n_vt, round(minutes, 1)], score, pos
 
@@ -195,15 +257,21 @@ def evaluate_ecg(network: Network, data: str = "datasets", root: Path | None = N
         if (root / "mitdb" / f"{r}.hea").exists():
             rows += _mitdb_rows(network, root / "mitdb" / r, r, TEST if r in MITDB_TEST else VAL, learning_s=300.0)
     log("mitdb")
-    tables.append(_table("MIT-BIH AF and VT episodes per record (DESIGN §7; AF after the 5-min learning period)",
-                         EPISODE_COLUMNS, rows))
     for kind in ("AF", "VT>=5"):
-        sel = [r for r in rows if r[2] == kind and r[1] == TEST and r[3] > 0]
+        rows.append(_pooled_row(rows, kind, TEST))
+    tables.append(_table("MIT-BIH AF and VT episodes per record (DESIGN §7; AF after the 5-min learning period); "
+                         "AF, VT>=5: the service's RR-interval AF detector and beat classifier; (network): the "
+                         "network's episodes", EPISODE_COLUMNS, rows))
+    loro = _beats_loro()
+    if loro:
+        tables.append(loro)
+    for kind in ("AF", "VT>=5"):
+        sel = [r for r in rows if r[2] == kind and r[1] == TEST and r[3] > 0 and r[0] != "pooled"]
         if sel:
             summary[f"mitdb_{kind}_records"] = [r[0] for r in sel]
             summary[f"mitdb_{kind}_episode_se_mean"] = _nan(float(np.nanmean([r[5] if r[5] is not None else np.nan for r in sel])))
     for r in rows:
-        if r[2] in ("AF", "VT>=5"):
+        if r[2] in ("AF", "VT>=5") and r[0] != "pooled":
             summary[f"mitdb_{r[0]}_{r[2]}"] = {"episode_se": r[5], "episode_ppv": r[6], "duration_se": r[7],
                                                "duration_ppv": r[8], "false": r[9]}
     # CinC 2017
@@ -234,12 +302,15 @@ def evaluate_ecg(network: Network, data: str = "datasets", root: Path | None = N
         split = cinc2015_split(alarms)
         det = detectors_from_meta(network.meta, cfg.labels)[VT]
         j = cfg.labels.index(VT)
-        names, truth, scores = [], [], []
+        names, truth, scores, runs = [], [], [], []
         for name, is_true in alarms:
             if split[name] != TEST:
                 continue
             rec = ecg_data.read_cinc2015_ecg(c15 / name)
             out = run_offline(network, rec.signal, rec.sample_rate)
+            fs = rec.sample_rate
+            lo, hi = round(ALARM_WINDOW_S[0] * fs), round(ALARM_WINDOW_S[1] * fs)
+            runs.append(any(a < hi and lo < b for a, b in rhythm_episodes(rec.signal[:hi], fs)["vt"]))
             p = det.smooth(out.probs[:, j], cfg.output_rate)
             t = token_times(len(p), network)
             sel = (t[:, 1] > ALARM_WINDOW_S[0]) & (t[:, 1] <= ALARM_WINDOW_S[1])
@@ -250,7 +321,9 @@ def evaluate_ecg(network: Network, data: str = "datasets", root: Path | None = N
         fixed = scores_a >= det.threshold
         cv = cv_threshold_alarms(scores_a, truth_a, np.random.default_rng(1))
         rows = []
-        for what, alarm in ((f"stored VT threshold {det.threshold}", fixed), ("5-fold CV threshold", cv)):
+        for what, alarm in ((f"network: stored VT threshold {det.threshold}", fixed),
+                            ("network: 5-fold CV threshold", cv),
+                            ("service: beat-classifier VT run in the 10 s", np.array(runs, bool))):
             lo, hi = bootstrap_ci(truth_a, alarm, rng)
             tp, fn = int((truth_a & alarm).sum()), int((truth_a & ~alarm).sum())
             tn, fp = int((~truth_a & ~alarm).sum()), int((~truth_a & alarm).sum())
@@ -259,6 +332,7 @@ def evaluate_ecg(network: Network, data: str = "datasets", root: Path | None = N
                              ["decision", "score", "bootstrap 95% CI", "TP", "FP", "TN", "FN"], rows))
         summary["cinc2015_vt_score"] = rows[0][1]
         summary["cinc2015_vt_score_cv"] = rows[1][1]
+        summary["cinc2015_vt_score_beats"] = rows[2][1]
         summary["cinc2015_vt_auroc"] = _nan(auroc(scores_a, truth_a))
         log("cinc2015")
     # NSTDB electrode motion
@@ -281,6 +355,24 @@ def evaluate_ecg(network: Network, data: str = "datasets", root: Path | None = N
                               "minutes"], rows))
         log("nstdb")
     return {"tables": tables, "summary": summary}
+
+
+def _beats_loro() -> dict | None:
+    """The beat classifier's leave-one-record-out VT table (``vigil-beats-eval.json``), if shipped."""
+    from models.beats import WEIGHTS_FILE
+
+    path = WEIGHTS_FILE.with_name("vigil-beats-eval.json")
+    if not path.exists():
+        return None
+    ev = json.loads(path.read_text())
+    rows = [[name, r["vt_ref"], r["vt_hit"], r["vt_det"], r["vt_false"]] for name, r in ev["records"].items()
+            if r["vt_ref"] or r["vt_det"]]
+    sm = ev["summary"]
+    rows.append(["all", sm["vt_reference_episodes"], round(sm["vt_episode_se"] * sm["vt_reference_episodes"]), None,
+                 sm["vt_false_runs"]])
+    return _table(f"MIT-BIH VT runs >= 5 beats, beat classifier leave-one-record-out (python -m models.beats_fit): "
+                  f"episode Se {sm['vt_episode_se']:.3f}, {sm['vt_false_runs_per_hour']:.2f} false runs/h over "
+                  f"{sm['hours']} h", ["record", "VT ref", "VT found", "runs", "false runs"], rows)
 
 
 # --- EEG -----------------------------------------------------------------------------------
