@@ -17,7 +17,8 @@ ECG (held-out records of :mod:`models.splits`):
   chunks); the ``(network)`` rows are the network's af and vt episodes, for comparison. The beat
   classifier was fitted on all MIT-BIH records: its held-out VT figures are the
   leave-one-record-out ones of ``python -m models.beats_fit``, shown in a table of their own.
-- CinC 2017: per-class F1 on the test records.
+- CinC 2017: per-class F1 on the test records, by the network's record rule and with the AF class
+  decided by the record RR model of :mod:`models.af_record` (when shipped).
 - CinC 2015: VT alarm decision from the VT output in the 10 s before the alarm at 300 s,
   score (TP+TN)/(TP+TN+FP+5 FN) on the test half with a bootstrap 95 % interval, with the
   stored VT threshold and with a threshold chosen by 5-fold cross-validation over records; and
@@ -46,13 +47,15 @@ from pathlib import Path
 
 import numpy as np
 
+from models.af_record import features_of, stream_record
+from models.af_record import load_weights as load_record_weights
 from models.checkpoint import load_model, resolve
 from models.data import ecg as ecg_data
 from models.data import eeg as eeg_data
 from models.data.episodes import af_episodes, clip_intervals, episode_stats, short_vt_runs, szcore_score, vt_episodes
 from models.data.paths import datasets_dir
 from models.detector import detectors_from_meta, steps_to_samples
-from models.labels import AF, ARTIFACT, NOISE, SEIZURE, VT
+from models.labels import AF, ARTIFACT, NOISE, NORMAL, SEIZURE, VT
 from models.network import Network
 from models.record_rules import auroc, classify_cinc2017, f1_per_class, fit_binary_threshold, segment_score
 from models.splits import (ARTIFACTS_HELD_OUT, ARTIFACTS_TRAIN, EEGMMIDB_RUNS, MITDB_TEST, MITDB_VAL, NSTDB_TEST,
@@ -278,22 +281,29 @@ def evaluate_ecg(network: Network, data: str = "datasets", root: Path | None = N
     c17 = root / "cinc2017"
     if c17.is_dir():
         rule = network.meta.get("rules", {}).get("cinc2017", {"t_noise": 0.5, "t_af": 0.5, "t_normal": 0.5})
-        truth, pred = [], []
-        burn = int(BURN_IN_S * cfg.output_rate)
+        rw = load_record_weights()
+        if rw is not None and rw.meta.get("labels") != list(cfg.labels):
+            rw = None                                        # fitted on another network's outputs
+        truth, pred, pred_net = [], [], []
         for name, label in ecg_data.cinc2017_records(c17):
             if cinc2017_split(name) != TEST:
                 continue
             rec = ecg_data.read_cinc2017(c17, name)
-            out = run_offline(network, rec.signal, rec.sample_rate)
+            st = stream_record(network, rec.signal, rec.sample_rate, BURN_IN_S)
             truth.append(label)
-            pred.append(classify_cinc2017(segment_score(out.probs, burn), cfg.labels, rule))
-        f1 = f1_per_class(truth, pred)
-        confusion = {t: {p: sum(a == t and b == p for a, b in zip(truth, pred)) for p in "NAO~"} for t in "NAO~"}
-        tables.append(_table(f"CinC 2017 test records ({len(truth)}): F1 per class",
-                             ["class", "F1", "records", "predicted N", "predicted A", "predicted O", "predicted ~"],
-                             [[c, _nan(f1[c]), sum(t == c for t in truth), *confusion[c].values()] for c in "NAO~"]))
-        summary["cinc2017_f1"] = {c: _nan(v) for c, v in f1.items()}
-        summary["cinc2017_f1_mean_NAO"] = _nan(float(np.nanmean([f1["N"], f1["A"], f1["O"]])))
+            pred_net.append(classify_cinc2017(st["network"], cfg.labels, rule))
+            pred.append(_cinc2017_class(st, pred_net[-1], rw, cfg.labels, rule))
+        titles = [("network rule", pred_net)] + ([("AF from the record RR model", pred)] if rw is not None else [])
+        for what, guess in titles:
+            f1 = f1_per_class(truth, guess)
+            confusion = {t: {p: sum(a == t and b == p for a, b in zip(truth, guess)) for p in "NAO~"} for t in "NAO~"}
+            tables.append(_table(f"CinC 2017 test records ({len(truth)}), {what}: F1 per class",
+                                 ["class", "F1", "records", "predicted N", "predicted A", "predicted O", "predicted ~"],
+                                 [[c, _nan(f1[c]), sum(t == c for t in truth), *confusion[c].values()] for c in "NAO~"]))
+            key = "cinc2017_f1" if guess is titles[-1][1] else "cinc2017_f1_network"
+            summary[key] = {c: _nan(v) for c, v in f1.items()}
+            if key == "cinc2017_f1":
+                summary["cinc2017_f1_mean_NAO"] = _nan(float(np.nanmean([f1["N"], f1["A"], f1["O"]])))
         log("cinc2017")
     # CinC 2015
     c15 = root / "cinc2015"
@@ -355,6 +365,19 @@ def evaluate_ecg(network: Network, data: str = "datasets", root: Path | None = N
                               "minutes"], rows))
         log("nstdb")
     return {"tables": tables, "summary": summary}
+
+
+def _cinc2017_class(stream: dict, by_network: str, rw, labels: tuple[str, ...], rule: dict) -> str:
+    """A CinC 2017 record's class: noisy (``~``) by the network's rule; else ``A`` when the record
+    RR model (:mod:`models.af_record`) says AF; else the network's N / O decision (its ``A`` becomes
+    N or O by its normal threshold)."""
+    if rw is None or by_network == "~":
+        return by_network
+    if rw.prob(features_of(stream))[0] >= rw.threshold:
+        return "A"
+    if by_network != "A":
+        return by_network
+    return "N" if stream["network"][labels.index(NORMAL)] >= rule["t_normal"] else "O"
 
 
 def _beats_loro() -> dict | None:

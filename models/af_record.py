@@ -1,0 +1,274 @@
+"""Record-level AF decision for short recordings (the CinC 2017 ``A`` class).
+
+A 9-60 s record is too short for the AF alarm's episode rule (:mod:`models.af`: 12 beats to fill
+the window, then 20 s to confirm), so the CinC 2017 record decision looks at the whole record at
+once, from what the streaming path produced for it:
+
+- the RR irregularity of all its clean RR intervals (:func:`models.af.rr_features`, plus the
+  share of successive differences > 50 ms and > 20 ms, the coefficient of variation, the Poincaré
+  SD1/SD2 ratio, sample entropy and COSEn (Lake & Moorman 2011), the shortest and longest RR over
+  the median, and the number of intervals);
+- the mean of the AF detector's per-beat probabilities, the share of clean intervals, beats per s;
+- the network's mean probabilities over the record (after its burn-in; labels in
+  ``meta["labels"]``), which carry morphology (P waves) that RR intervals lack.
+
+A small MLP (fitted by ``python -m models.af_record`` on the CinC 2017 train and validation
+records, threshold by 5-fold cross-validation over them) gives P(AF); ``vigil evaluate ecg`` calls
+a record ``A`` when it is at or above the threshold (noisy ``~`` records are decided first, by
+the network's rule). The weights live in ``models/checkpoints/vigil-af-record.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from models.af import ECTOPIC_P, FEATURES as RR_FEATURES, RR_RANGE_S, rr_features
+
+WEIGHTS_FILE = Path(__file__).resolve().parent / "checkpoints" / "vigil-af-record.json"
+SAMPEN_M, SAMPEN_R_S = 1, 0.03
+EXTRA = ("pnn50", "pnn20", "cv", "sd1_sd2", "sample_entropy", "cosen", "min_over_median", "max_over_median",
+         "n_rr", "af_prob_mean", "clean_fraction", "beats_per_s")
+MIN_RR = 5
+HIDDEN, EPOCHS, LR, WEIGHT_DECAY, SEED, FOLDS = 8, 1000, 0.01, 1e-2, 0, 5
+
+
+def sample_entropy(rr: np.ndarray, m: int = SAMPEN_M, r: float = SAMPEN_R_S) -> tuple[float, float]:
+    """Sample entropy of an RR series and its COSEn (sample entropy - ln(2r) - ln(mean RR)).
+
+    Parameters
+    ----------
+    rr : np.ndarray
+        ``(k,)`` RR intervals, s.
+    m, r : int, float
+        Template length and tolerance (s).
+
+    Returns
+    -------
+    (sampen, cosen) : tuple of float
+        Undefined (no matching templates) gives (2.5, 0.0), a high-entropy stand-in.
+    """
+    x = np.asarray(rr, np.float64)
+    n = len(x)
+
+    def pairs(mm: int) -> float:
+        t = np.lib.stride_tricks.sliding_window_view(x, mm)[: n - m]
+        d = np.max(np.abs(t[:, None, :] - t[None, :, :]), axis=2)
+        return (np.sum(d <= r) - len(t)) / 2.0
+
+    a, b = pairs(m + 1), pairs(m)
+    if a == 0 or b == 0:
+        return 2.5, 0.0
+    se = float(-np.log(a / b))
+    return se, se - float(np.log(2 * r)) - float(np.log(x.mean()))
+
+
+def record_features(beats: np.ndarray, p_ventricular: np.ndarray, fs: float, n_samples: int,
+                    af_probs: np.ndarray, network_means: np.ndarray) -> np.ndarray:
+    """Features of one record.
+
+    Parameters
+    ----------
+    beats, p_ventricular : np.ndarray
+        ``(m,)`` beat samples and ventricular probabilities (:func:`models.af_fit.record_beats`).
+    fs : float
+        Hz; ``n_samples`` the record's length.
+    af_probs : np.ndarray
+        ``(m,)`` the AF detector's per-beat probabilities (nan before its window filled).
+    network_means : np.ndarray
+        ``(L,)`` the network's mean probabilities over the record.
+
+    Returns
+    -------
+    np.ndarray
+        ``(len(RR_FEATURES) + len(EXTRA) + L,)``; nan where undefined (fewer than 5 clean RR).
+    """
+    beats = np.asarray(beats, np.int64)
+    ect = np.nan_to_num(np.asarray(p_ventricular, np.float64), nan=0.0) >= ECTOPIC_P
+    rr = np.diff(beats) / fs
+    ok = ~ect[1:] & ~ect[:-1] & (rr >= RR_RANGE_S[0]) & (rr <= RR_RANGE_S[1])
+    clean = rr[ok]
+    if len(clean) >= MIN_RR:
+        d = np.diff(clean)
+        sd1 = float(np.std(d)) / np.sqrt(2)
+        sd2 = float(np.sqrt(max(1e-12, 2 * np.var(clean) - sd1 ** 2)))
+        se, cosen = sample_entropy(clean)
+        med = float(np.median(clean))
+        rr_part = np.concatenate([rr_features(clean, float(ect.mean())),
+                                  [np.mean(np.abs(d) > 0.05), np.mean(np.abs(d) > 0.02), clean.std() / clean.mean(),
+                                   sd1 / sd2, se, cosen, clean.min() / med, clean.max() / med, len(clean)]])
+    else:
+        rr_part = np.full(len(RR_FEATURES) + 9, np.nan)
+    p = np.asarray(af_probs, np.float64)
+    p = p[np.isfinite(p)]
+    other = [p.mean() if len(p) else np.nan, ok.sum() / max(1, len(rr)), len(beats) / max(1e-9, n_samples / fs)]
+    return np.concatenate([rr_part, other, np.asarray(network_means, np.float64)])
+
+
+@dataclass
+class RecordWeights:
+    """The record MLP: standardisation (nan features become the training mean), weights, threshold.
+
+    Attributes
+    ----------
+    mean, scale : np.ndarray
+        ``(F,)``; ``w1`` ``(F, H)``, ``b1`` ``(H,)``, ``w2`` ``(H,)``, ``b2`` float.
+    threshold : float
+        P(AF) at or above which the record is ``A``.
+    meta : dict
+        ``labels`` (the network's, for ``network_means``), data, split, metrics.
+    """
+
+    mean: np.ndarray
+    scale: np.ndarray
+    w1: np.ndarray
+    b1: np.ndarray
+    w2: np.ndarray
+    b2: float
+    threshold: float
+    meta: dict
+
+    def prob(self, f: np.ndarray) -> np.ndarray:
+        """(n,) P(AF) from (n, F) features."""
+        z = np.nan_to_num((np.atleast_2d(f) - self.mean) / self.scale)
+        return 1.0 / (1.0 + np.exp(-(np.tanh(z @ self.w1 + self.b1) @ self.w2 + self.b2)))
+
+    def to_json(self) -> dict:
+        return {"features": [*RR_FEATURES, *EXTRA, *(f"network_{k}" for k in self.meta.get("labels", []))],
+                **{k: getattr(self, k).tolist() for k in ("mean", "scale", "w1", "b1", "w2")},
+                "b2": float(self.b2), "threshold": float(self.threshold), "meta": self.meta}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "RecordWeights":
+        a = {k: np.asarray(d[k], np.float64) for k in ("mean", "scale", "w1", "b1", "w2")}
+        return cls(**a, b2=float(d["b2"]), threshold=float(d["threshold"]), meta=d.get("meta", {}))
+
+
+def load_weights(path: str | Path = WEIGHTS_FILE) -> RecordWeights | None:
+    """The shipped record model, or None when its file is absent."""
+    p = Path(path)
+    return RecordWeights.from_json(json.loads(p.read_text())) if p.exists() else None
+
+
+def fit(x: np.ndarray, y: np.ndarray, seed: int = SEED) -> RecordWeights:
+    """The MLP on (n, F) record features and 0/1 labels (classes balanced, full batch)."""
+    import torch
+
+    torch.manual_seed(seed)
+    mean, scale = np.nanmean(x, axis=0), np.nanstd(x, axis=0) + 1e-6
+    z = torch.tensor(np.nan_to_num((x - mean) / scale), dtype=torch.float32)
+    t = torch.tensor(y, dtype=torch.float32)
+    pos = float(t.mean())
+    weight = torch.where(t > 0, 0.5 / pos, 0.5 / (1 - pos))
+    net = torch.nn.Sequential(torch.nn.Linear(z.shape[1], HIDDEN), torch.nn.Tanh(), torch.nn.Linear(HIDDEN, 1))
+    opt = torch.optim.Adam(net.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
+    for _ in range(EPOCHS):
+        opt.zero_grad()
+        torch.nn.functional.binary_cross_entropy_with_logits(net(z)[:, 0], t, weight=weight).backward()
+        opt.step()
+    l1, l2 = net[0], net[2]
+    return RecordWeights(mean=mean, scale=scale, w1=l1.weight.detach().double().numpy().T,
+                         b1=l1.bias.detach().double().numpy(), w2=l2.weight.detach().double().numpy()[0],
+                         b2=float(l2.bias.detach()[0]), threshold=0.5, meta={})
+
+
+def f1_af(truth: np.ndarray, decided: np.ndarray) -> float:
+    """F1 of the AF class from boolean truth and decisions."""
+    tp = int((truth & decided).sum())
+    den = 2 * tp + int((~truth & decided).sum()) + int((truth & ~decided).sum())
+    return 2 * tp / den if den else float("nan")
+
+
+def cv_threshold(x: np.ndarray, y: np.ndarray, seed: int = SEED) -> tuple[float, float]:
+    """Threshold maximising the out-of-fold F1 (``FOLDS`` folds over records); (threshold, F1)."""
+    fold = np.random.default_rng(seed).integers(0, FOLDS, len(y))
+    oof = np.zeros(len(y))
+    for k in range(FOLDS):
+        oof[fold == k] = fit(x[fold != k], y[fold != k], seed).prob(x[fold == k])
+    grid = np.round(np.arange(0.05, 1.0, 0.025), 3)
+    scores = [f1_af(y > 0, oof >= t) for t in grid]
+    i = int(np.nanargmax(scores))
+    return float(grid[i]), float(scores[i])
+
+
+def stream_record(network, x: np.ndarray, fs: float, burn_in_s: float = 3.0) -> dict:
+    """What the streaming path gives for one record: beats, ventricular and AF probabilities, the
+    network's mean probabilities."""
+    from models.af import AfDetector
+    from models.af import load_weights as load_af
+    from models.af_fit import record_beats
+    from models.record_rules import segment_score
+    from models.stream import run_offline
+
+    beats, pv = record_beats(x, fs)
+    det = AfDetector(fs, load_af())
+    scored, _, _ = det.process(list(zip(beats.tolist(), pv.tolist())), det.initial_state())
+    out = run_offline(network, x, fs)
+    return {"beats": beats, "pv": pv, "fs": fs, "n": len(x), "af": np.array([p for _, _, p in scored]),
+            "network": segment_score(out.probs, int(burn_in_s * network.config.output_rate))}
+
+
+def features_of(s: dict) -> np.ndarray:
+    """:func:`record_features` of a :func:`stream_record` result."""
+    return record_features(s["beats"], s["pv"], s["fs"], s["n"], s["af"], s["network"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m models.af_record [--out FILE] [--cache FILE]``: fit on CinC 2017 train + validation,
+    report the test records' AF F1."""
+    import torch
+    from rich.console import Console
+    from rich.progress import track
+
+    from models.checkpoint import load_model
+    from models.data import ecg as ecg_data
+    from models.data.paths import datasets_dir
+    from models.splits import TEST, cinc2017_split
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=WEIGHTS_FILE)
+    ap.add_argument("--model", default="vigil-ecg", help="the network whose mean probabilities are features")
+    ap.add_argument("--cache", type=Path, default=None, help="npz cache of the records' streams")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    console = Console()
+    root = datasets_dir() / "cinc2017"
+    if not root.is_dir():
+        console.print(f"[red]No CinC 2017 under {datasets_dir()} (set VIGIL_DATASETS)")
+        return 2
+    network = load_model(args.model)
+    streams = np.load(args.cache, allow_pickle=True)["s"].item() if args.cache and args.cache.exists() else {}
+    records = ecg_data.cinc2017_records(root)
+    for name, _ in track([r for r in records if r[0] not in streams], description="records", console=console):
+        rec = ecg_data.read_cinc2017(root, name)
+        streams[name] = stream_record(network, rec.signal, rec.sample_rate)
+    if args.cache:
+        np.savez(args.cache, s=np.array(streams, dtype=object))
+    fit_names = [n for n, lab in records if cinc2017_split(n) != TEST and lab != "~"]
+    test_names = [n for n, lab in records if cinc2017_split(n) == TEST and lab != "~"]
+    label = dict(records)
+    x = np.array([features_of(streams[n]) for n in fit_names])
+    y = np.array([label[n] == "A" for n in fit_names], float)
+    thr, oof_f1 = cv_threshold(x, y)
+    w = fit(x, y)
+    w.threshold = thr
+    xt = np.array([features_of(streams[n]) for n in test_names])
+    yt = np.array([label[n] == "A" for n in test_names])
+    test_f1 = f1_af(yt, w.prob(xt) >= thr)
+    w.meta = {"labels": list(network.config.labels), "network": args.model,
+              "data": f"CinC 2017 train + validation records without ~ ({len(fit_names)}, {int(y.sum())} AF)",
+              "split": "CinC 2017 by record (crc32 rule of models/splits.py); test records held out",
+              "threshold": f"{FOLDS}-fold cross-validation over the fitting records (out-of-fold F1 {oof_f1:.3f})",
+              "test_f1_af_vs_n_o": test_f1, "command": "python -m models.af_record"}
+    args.out.write_text(json.dumps(w.to_json(), indent=1))
+    console.print(f"threshold {thr} (out-of-fold F1 {oof_f1:.3f}); test records without ~ ({len(test_names)}, "
+                  f"{int(yt.sum())} AF): AF F1 {test_f1:.3f}; wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
