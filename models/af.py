@@ -38,6 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
+from models.mlp import TanhMLP
+
 WINDOW_BEATS = 24          # clean RR intervals in the window
 MIN_RR = 12                # fewest clean intervals that give a probability
 RR_RANGE_S = (0.2, 2.0)    # a clean RR interval lies in this range, s
@@ -83,15 +85,11 @@ def rr_features(rr: np.ndarray, ectopic_fraction: float) -> np.ndarray:
 
 
 @dataclass
-class AfWeights:
-    """The AF classifier (standardisation, a 1-hidden-layer tanh MLP) and its episode rule.
+class AfWeights(TanhMLP):
+    """The AF classifier (a :class:`models.mlp.TanhMLP` on :data:`FEATURES`) and its episode rule.
 
     Attributes
     ----------
-    mean, scale : np.ndarray
-        ``(F,)`` feature standardisation.
-    w1 : np.ndarray
-        ``(F, H)``; ``b1`` ``(H,)``; ``w2`` ``(H,)``; ``b2`` float.
     threshold : float
         Probability at or above which a beat's window looks like AF.
     on_s, off_s : float
@@ -102,38 +100,23 @@ class AfWeights:
         Provenance (data, split, metrics) written by :mod:`models.af_fit`.
     """
 
-    mean: np.ndarray
-    scale: np.ndarray
-    w1: np.ndarray
-    b1: np.ndarray
-    w2: np.ndarray
-    b2: float
     threshold: float
     on_s: float
     off_s: float
     back_beats: int
     meta: dict
 
-    def prob(self, f: np.ndarray) -> np.ndarray:
-        """(n,) probability of AF from (n, F) features."""
-        z = np.nan_to_num((np.atleast_2d(f) - self.mean) / self.scale)
-        h = np.tanh(z @ self.w1 + self.b1)
-        return 1.0 / (1.0 + np.exp(-(h @ self.w2 + self.b2)))
-
     def to_json(self) -> dict:
-        return {"features": list(FEATURES), "window_beats": WINDOW_BEATS, "mean": self.mean.tolist(),
-                "scale": self.scale.tolist(), "w1": self.w1.tolist(), "b1": self.b1.tolist(),
-                "w2": self.w2.tolist(), "b2": float(self.b2), "threshold": float(self.threshold),
-                "on_s": float(self.on_s), "off_s": float(self.off_s), "back_beats": int(self.back_beats),
-                "meta": self.meta}
+        return {"features": list(FEATURES), "window_beats": WINDOW_BEATS, **self.params_json(),
+                "threshold": float(self.threshold), "on_s": float(self.on_s), "off_s": float(self.off_s),
+                "back_beats": int(self.back_beats), "meta": self.meta}
 
     @classmethod
     def from_json(cls, d: dict) -> "AfWeights":
         if list(d["features"]) != list(FEATURES) or int(d.get("window_beats", -1)) != WINDOW_BEATS:
             raise ValueError(f"Invalid AF weights: expected features {list(FEATURES)} over {WINDOW_BEATS} beats, "
                              f"got {d['features']} over {d.get('window_beats')}")
-        a = {k: np.asarray(d[k], np.float64) for k in ("mean", "scale", "w1", "b1", "w2")}
-        return cls(**a, b2=float(d["b2"]), threshold=float(d["threshold"]), on_s=float(d["on_s"]),
+        return cls(**TanhMLP.params_from_json(d), threshold=float(d["threshold"]), on_s=float(d["on_s"]),
                    off_s=float(d["off_s"]), back_beats=int(d["back_beats"]), meta=d.get("meta", {}))
 
     @classmethod

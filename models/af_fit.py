@@ -42,6 +42,7 @@ from models.beats import load_weights as load_beat_weights
 from models.data.ecg import cinc2017_records, mitdb_rhythms, read_wfdb
 from models.data.episodes import af_episodes, episode_stats
 from models.data.paths import datasets_dir
+from models.mlp import fit_mlp
 from models.qrs import RhythmMonitor
 from models.record_rules import auroc
 from models.splits import NSTDB_TEST, TEST, TRAIN, VAL, cinc2017_split, mitdb_split
@@ -91,25 +92,11 @@ def window_features(beats: np.ndarray, pv: np.ndarray, fs: float) -> np.ndarray:
 
 
 def fit(features: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> dict:
-    """The MLP on (n, F) windows, 0/1 labels, each group (record) weighing the same, classes balanced."""
-    torch.manual_seed(SEED)
-    mean, scale = features.mean(axis=0), features.std(axis=0) + 1e-6
-    z = torch.tensor((features - mean) / scale, dtype=torch.float32)
-    y = torch.tensor(labels, dtype=torch.float32)
+    """The MLP on (n, F) windows and 0/1 labels, each group (record) weighing the same, classes
+    balanced: :class:`models.mlp.TanhMLP` keyword arguments."""
     _, inv, cnt = np.unique(groups, return_inverse=True, return_counts=True)
-    w_rec = 1.0 / cnt[inv]
-    pos = float((w_rec * labels).sum() / w_rec.sum())
-    weight = torch.tensor(w_rec / w_rec.mean(), dtype=torch.float32) * torch.where(y > 0, 0.5 / pos, 0.5 / (1 - pos))
-    net = torch.nn.Sequential(torch.nn.Linear(z.shape[1], HIDDEN), torch.nn.Tanh(), torch.nn.Linear(HIDDEN, 1))
-    opt = torch.optim.Adam(net.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
-    for _ in range(EPOCHS):
-        opt.zero_grad()
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(net(z)[:, 0], y, weight=weight)
-        loss.backward()
-        opt.step()
-    l1, l2 = net[0], net[2]
-    return dict(mean=mean, scale=scale, w1=l1.weight.detach().double().numpy().T, b1=l1.bias.detach().double().numpy(),
-                w2=l2.weight.detach().double().numpy()[0], b2=float(l2.bias.detach()[0]))
+    return fit_mlp(features, labels, hidden=HIDDEN, epochs=EPOCHS, lr=LR, weight_decay=WEIGHT_DECAY, seed=SEED,
+                   sample_weight=1.0 / cnt[inv])
 
 
 def detect(rec: dict, weights: AfWeights) -> list[tuple[int, int]]:

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from models.af import ECTOPIC_P, FEATURES as RR_FEATURES, RR_RANGE_S, rr_features
+from models.mlp import TanhMLP, fit_mlp
 
 WEIGHTS_FILE = Path(__file__).resolve().parent / "checkpoints" / "vigil-af-record.json"
 SAMPEN_M, SAMPEN_R_S = 1, 0.03
@@ -110,42 +111,27 @@ def record_features(beats: np.ndarray, p_ventricular: np.ndarray, fs: float, n_s
 
 
 @dataclass
-class RecordWeights:
-    """The record MLP: standardisation (nan features become the training mean), weights, threshold.
+class RecordWeights(TanhMLP):
+    """The record classifier (a :class:`models.mlp.TanhMLP`) and its threshold.
 
     Attributes
     ----------
-    mean, scale : np.ndarray
-        ``(F,)``; ``w1`` ``(F, H)``, ``b1`` ``(H,)``, ``w2`` ``(H,)``, ``b2`` float.
     threshold : float
         P(AF) at or above which the record is ``A``.
     meta : dict
         ``labels`` (the network's, for ``network_means``), data, split, metrics.
     """
 
-    mean: np.ndarray
-    scale: np.ndarray
-    w1: np.ndarray
-    b1: np.ndarray
-    w2: np.ndarray
-    b2: float
     threshold: float
     meta: dict
 
-    def prob(self, f: np.ndarray) -> np.ndarray:
-        """(n,) P(AF) from (n, F) features."""
-        z = np.nan_to_num((np.atleast_2d(f) - self.mean) / self.scale)
-        return 1.0 / (1.0 + np.exp(-(np.tanh(z @ self.w1 + self.b1) @ self.w2 + self.b2)))
-
     def to_json(self) -> dict:
         return {"features": [*RR_FEATURES, *EXTRA, *(f"network_{k}" for k in self.meta.get("labels", []))],
-                **{k: getattr(self, k).tolist() for k in ("mean", "scale", "w1", "b1", "w2")},
-                "b2": float(self.b2), "threshold": float(self.threshold), "meta": self.meta}
+                **self.params_json(), "threshold": float(self.threshold), "meta": self.meta}
 
     @classmethod
     def from_json(cls, d: dict) -> "RecordWeights":
-        a = {k: np.asarray(d[k], np.float64) for k in ("mean", "scale", "w1", "b1", "w2")}
-        return cls(**a, b2=float(d["b2"]), threshold=float(d["threshold"]), meta=d.get("meta", {}))
+        return cls(**TanhMLP.params_from_json(d), threshold=float(d["threshold"]), meta=d.get("meta", {}))
 
 
 def load_weights(path: str | Path = WEIGHTS_FILE) -> RecordWeights | None:
@@ -156,24 +142,8 @@ def load_weights(path: str | Path = WEIGHTS_FILE) -> RecordWeights | None:
 
 def fit(x: np.ndarray, y: np.ndarray, seed: int = SEED) -> RecordWeights:
     """The MLP on (n, F) record features and 0/1 labels (classes balanced, full batch)."""
-    import torch
-
-    torch.manual_seed(seed)
-    mean, scale = np.nanmean(x, axis=0), np.nanstd(x, axis=0) + 1e-6
-    z = torch.tensor(np.nan_to_num((x - mean) / scale), dtype=torch.float32)
-    t = torch.tensor(y, dtype=torch.float32)
-    pos = float(t.mean())
-    weight = torch.where(t > 0, 0.5 / pos, 0.5 / (1 - pos))
-    net = torch.nn.Sequential(torch.nn.Linear(z.shape[1], HIDDEN), torch.nn.Tanh(), torch.nn.Linear(HIDDEN, 1))
-    opt = torch.optim.Adam(net.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
-    for _ in range(EPOCHS):
-        opt.zero_grad()
-        torch.nn.functional.binary_cross_entropy_with_logits(net(z)[:, 0], t, weight=weight).backward()
-        opt.step()
-    l1, l2 = net[0], net[2]
-    return RecordWeights(mean=mean, scale=scale, w1=l1.weight.detach().double().numpy().T,
-                         b1=l1.bias.detach().double().numpy(), w2=l2.weight.detach().double().numpy()[0],
-                         b2=float(l2.bias.detach()[0]), threshold=0.5, meta={})
+    return RecordWeights(**fit_mlp(x, y, hidden=HIDDEN, epochs=EPOCHS, lr=LR, weight_decay=WEIGHT_DECAY, seed=seed),
+                         threshold=0.5, meta={})
 
 
 def f1_af(truth: np.ndarray, decided: np.ndarray) -> float:

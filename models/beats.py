@@ -46,6 +46,8 @@ from pathlib import Path
 import numpy as np
 from scipy.signal import butter, sosfilt, sosfilt_zi
 
+from models.mlp import TanhMLP
+
 BAND_HZ = (1.0, 30.0)      # morphology band, Hz
 PRE_S, POST_S = 0.10, 0.16  # beat window around the beat's sample, s
 LAG_S = 0.03                # alignment search, s
@@ -75,47 +77,29 @@ FEATURES = tuple(f"{f}_{lead}" for lead in ("a", "b") for f in LEAD_FEATURES) + 
 
 
 @dataclass
-class BeatWeights:
-    """The beat classifier: standardisation and a 1-hidden-layer MLP (tanh), as fitted.
+class BeatWeights(TanhMLP):
+    """The beat classifier: a :class:`models.mlp.TanhMLP` on :data:`FEATURES`, as fitted.
 
     Attributes
     ----------
-    mean, scale : np.ndarray
-        ``(F,)`` feature standardisation.
-    w1 : np.ndarray
-        ``(F, H)``; ``b1`` ``(H,)``; ``w2`` ``(H,)``; ``b2`` float.
     threshold : float
         Probability at or above which a beat is ventricular.
     meta : dict
         Provenance (data, split, metrics) written by :mod:`models.beats_fit`.
     """
 
-    mean: np.ndarray
-    scale: np.ndarray
-    w1: np.ndarray
-    b1: np.ndarray
-    w2: np.ndarray
-    b2: float
     threshold: float
     meta: dict
 
-    def prob(self, f: np.ndarray) -> np.ndarray:
-        """(n,) probability of ventricular from (n, F) features (nan features count as 0 after scaling)."""
-        z = np.nan_to_num((np.atleast_2d(f) - self.mean) / self.scale)
-        h = np.tanh(z @ self.w1 + self.b1)
-        return 1.0 / (1.0 + np.exp(-(h @ self.w2 + self.b2)))
-
     def to_json(self) -> dict:
-        return {"features": list(FEATURES), "mean": self.mean.tolist(), "scale": self.scale.tolist(),
-                "w1": self.w1.tolist(), "b1": self.b1.tolist(), "w2": self.w2.tolist(), "b2": float(self.b2),
-                "threshold": float(self.threshold), "meta": self.meta}
+        return {"features": list(FEATURES), **self.params_json(), "threshold": float(self.threshold),
+                "meta": self.meta}
 
     @classmethod
     def from_json(cls, d: dict) -> "BeatWeights":
         if list(d["features"]) != list(FEATURES):
             raise ValueError(f"Invalid beat weights: expected features {list(FEATURES)}, got {d['features']}")
-        a = {k: np.asarray(d[k], np.float64) for k in ("mean", "scale", "w1", "b1", "w2")}
-        return cls(**a, b2=float(d["b2"]), threshold=float(d["threshold"]), meta=d.get("meta", {}))
+        return cls(**TanhMLP.params_from_json(d), threshold=float(d["threshold"]), meta=d.get("meta", {}))
 
     @classmethod
     def load(cls, path: str | Path = WEIGHTS_FILE) -> "BeatWeights":

@@ -25,7 +25,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 from rich.console import Console
 from rich.progress import track
 from rich.table import Table
@@ -35,6 +34,7 @@ from models.data.ecg import mitdb_beats, mitdb_rhythms, read_wfdb
 from models.data.episodes import vt_episodes
 from models.data.labels import RHYTHM_VF, RHYTHM_VFL, RHYTHM_VT, VENTRICULAR_BEATS
 from models.data.paths import datasets_dir
+from models.mlp import fit_mlp
 from models.qrs import RhythmMonitor
 
 HIDDEN, EPOCHS, LR, WEIGHT_DECAY, SEED = 16, 400, 0.02, 1e-3, 0
@@ -119,25 +119,8 @@ def vt_runs(beats: np.ndarray, p: np.ndarray, info: np.ndarray, fs: float, thres
 
 def fit(features: np.ndarray, labels: np.ndarray, meta: dict | None = None) -> BeatWeights:
     """Fit the MLP on (n, F) features and 0/1 labels (class-balanced, full batch, fixed seed)."""
-    torch.manual_seed(SEED)
-    x = np.asarray(features, np.float64)
-    mean = np.nanmean(x, axis=0)
-    scale = np.nanstd(x, axis=0) + 1e-6
-    z = torch.tensor(np.nan_to_num((x - mean) / scale), dtype=torch.float32)
-    y = torch.tensor(labels, dtype=torch.float32)
-    net = torch.nn.Sequential(torch.nn.Linear(z.shape[1], HIDDEN), torch.nn.Tanh(), torch.nn.Linear(HIDDEN, 1))
-    opt = torch.optim.Adam(net.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
-    pos = float(y.mean())
-    weight = torch.where(y > 0, 0.5 / max(pos, 1e-6), 0.5 / max(1 - pos, 1e-6))
-    for _ in range(EPOCHS):
-        opt.zero_grad()
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(net(z)[:, 0], y, weight=weight)
-        loss.backward()
-        opt.step()
-    l1, l2 = net[0], net[2]
-    return BeatWeights(mean=mean, scale=scale, w1=l1.weight.detach().double().numpy().T,
-                       b1=l1.bias.detach().double().numpy(), w2=l2.weight.detach().double().numpy()[0],
-                       b2=float(l2.bias.detach()[0]), threshold=THRESHOLD, meta=meta or {})
+    return BeatWeights(**fit_mlp(features, labels, hidden=HIDDEN, epochs=EPOCHS, lr=LR, weight_decay=WEIGHT_DECAY,
+                                 seed=SEED), threshold=THRESHOLD, meta=meta or {})
 
 
 def score_record(r: dict, w: BeatWeights) -> dict:
