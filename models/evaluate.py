@@ -268,6 +268,7 @@ def evaluate_ecg(network: Network, data: str = "datasets", root: Path | None = N
     loro = _beats_loro()
     if loro:
         tables.append(loro)
+        summary["mitdb_vt_loro_episode_se"] = loro["rows"][-1][2] / loro["rows"][-1][1]
     for kind in ("AF", "VT>=5"):
         sel = [r for r in rows if r[2] == kind and r[1] == TEST and r[3] > 0 and r[0] != "pooled"]
         if sel:
