@@ -33,6 +33,7 @@ episodes.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,12 +54,15 @@ FEATURES = ("nrmssd", "nmad", "turning_points", "entropy", "big_changes", "autoc
             "log_hr", "ectopic_fraction")
 
 
-def rr_features(rr: np.ndarray, ectopic_fraction: float) -> np.ndarray:
+def rr_features(rr, ectopic_fraction: float) -> np.ndarray:
     """Irregularity features of a window of clean RR intervals.
+
+    Plain Python on purpose: on a window of 24 values the numpy calls cost ten times the
+    arithmetic, and this runs once per beat per session.
 
     Parameters
     ----------
-    rr : np.ndarray
+    rr : sequence of float
         ``(k,)`` RR intervals in s, oldest first, ``k >= 3``.
     ectopic_fraction : float
         Fraction of ventricular beats among the window's beats.
@@ -68,20 +72,30 @@ def rr_features(rr: np.ndarray, ectopic_fraction: float) -> np.ndarray:
     np.ndarray
         ``(F,)`` in the order of :data:`FEATURES`.
     """
-    rr = np.asarray(rr, np.float64)
-    d = np.diff(rr)
-    mean, med = float(rr.mean()), float(np.median(rr))
-    nrmssd = float(np.sqrt(np.mean(d ** 2))) / mean
-    nmad = float(np.median(np.abs(d))) / med
-    turning = float(np.sum((rr[1:-1] - rr[:-2]) * (rr[1:-1] - rr[2:]) > 0)) / max(1, len(rr) - 2)
-    hist, _ = np.histogram((rr - rr.min()) / (np.ptp(rr) + 1e-9), bins=ENTROPY_BINS, range=(0.0, 1.0))
-    p = hist[hist > 0] / len(rr)
-    entropy = float(-np.sum(p * np.log2(p))) / np.log2(ENTROPY_BINS)
-    big = float(np.mean(np.abs(d) / rr[1:] > BIG_CHANGE))
-    z = rr - mean
-    den = float(np.dot(z, z)) + 1e-12
-    ac1, ac2 = float(np.dot(z[1:], z[:-1])) / den, float(np.dot(z[2:], z[:-2])) / den
-    return np.array([nrmssd, nmad, turning, entropy, big, ac1, ac2, np.log(60.0 / med), ectopic_fraction])
+    r = [float(v) for v in rr]
+    k = len(r)
+    d = [b - a for a, b in zip(r, r[1:])]
+    mean, med = sum(r) / k, _median(r)
+    nrmssd = math.sqrt(sum(v * v for v in d) / len(d)) / mean
+    nmad = _median([abs(v) for v in d]) / med
+    turning = sum((b - a) * (b - c) > 0 for a, b, c in zip(r, r[1:], r[2:])) / max(1, k - 2)
+    lo, span = min(r), max(r) - min(r) + 1e-9
+    counts = [0] * ENTROPY_BINS
+    for v in r:
+        counts[min(int((v - lo) / span * ENTROPY_BINS), ENTROPY_BINS - 1)] += 1
+    entropy = -sum(c / k * math.log2(c / k) for c in counts if c) / math.log2(ENTROPY_BINS)
+    big = sum(abs(v) / b > BIG_CHANGE for v, b in zip(d, r[1:])) / len(d)
+    z = [v - mean for v in r]
+    den = sum(v * v for v in z) + 1e-12
+    ac1 = sum(a * b for a, b in zip(z, z[1:])) / den
+    ac2 = sum(a * b for a, b in zip(z, z[2:])) / den
+    return np.array([nrmssd, nmad, turning, entropy, big, ac1, ac2, math.log(60.0 / med), ectopic_fraction])
+
+
+def _median(v: list[float]) -> float:
+    s = sorted(v)
+    n = len(s)
+    return s[n // 2] if n % 2 else 0.5 * (s[n // 2 - 1] + s[n // 2])
 
 
 @dataclass
@@ -191,61 +205,86 @@ class AfDetector:
         events : list of AfEvent
         state : dict
         """
-        st = {k: np.array(v, copy=True) for k, v in state.items()}
+        st = _unpack(state)
         thr = threshold if threshold is not None else (self.weights.threshold if self.weights else 0.5)
-        out, events = [], []
+        rows = []                                   # (sample, features or None, recent[0], gap end or None)
         for b, pv in beats:
             b, ectopic = int(b), bool(pv >= ECTOPIC_P)
-            last = int(st["last_beat"])
+            last, gap = st["last_beat"], None
             if last >= 0 and b - last > RESET_GAP_S * self.fs:      # lost signal: a new window
-                self._end(st, last, events)
-                for k in ("rr", "ectopic", "recent"):
-                    st[k] = st[k][:0]
-                last = -1
-            if last >= 0 and not ectopic and not bool(st["last_ectopic"]):
+                gap, last = last, -1
+                st["rr"], st["ectopic"], st["recent"] = [], [], []
+            if last >= 0 and not ectopic and not st["last_ectopic"]:
                 rr = (b - last) / self.fs
                 if RR_RANGE_S[0] <= rr <= RR_RANGE_S[1]:
-                    st["rr"] = np.append(st["rr"], rr)[-WINDOW_BEATS:]
-            st["ectopic"] = np.append(st["ectopic"], ectopic)[-WINDOW_BEATS:]
-            st["recent"] = np.append(st["recent"], b)[-(self.back + 1):]
-            st["last_beat"], st["last_ectopic"] = np.asarray(b, np.int64), np.asarray(ectopic)
-            if len(st["rr"]) >= MIN_RR:
-                f = rr_features(st["rr"], float(st["ectopic"].mean()))
-                p = float(self.weights.prob(f)[0]) if self.weights is not None else float("nan")
-            else:
-                f, p = None, float("nan")
+                    st["rr"] = (st["rr"] + [rr])[-WINDOW_BEATS:]
+            st["ectopic"] = (st["ectopic"] + [ectopic])[-WINDOW_BEATS:]
+            st["recent"] = (st["recent"] + [b])[-(self.back + 1):]
+            st["last_beat"], st["last_ectopic"] = b, ectopic
+            f = (rr_features(st["rr"], sum(st["ectopic"]) / len(st["ectopic"])) if len(st["rr"]) >= MIN_RR
+                 else None)
+            rows.append((b, f, st["recent"][0], gap))
+        out, events = [], []
+        for b, f, first_recent, gap in rows:
+            # one row at a time: a batched matrix product may round differently with the batch's
+            # size, and the probability must not depend on how the stream was chunked
+            p = float(self.weights.prob(f)[0]) if self.weights is not None and f is not None else float("nan")
             out.append((b, f, p))
             if self.weights is not None:
-                self._step(st, b, p, thr, events)
-        return out, events, st
+                if gap is not None:
+                    self._end(st, gap, events)
+                self._step(st, b, p, thr, first_recent, events)
+        return out, events, _pack(st)
 
-    def _step(self, st: dict, b: int, p: float, thr: float, events: list[AfEvent]) -> None:
-        """Advance the episode rule with the beat at ``b`` and its probability ``p``."""
+    def _step(self, st: dict, b: int, p: float, thr: float, first_recent: int, events: list[AfEvent]) -> None:
+        """Advance the episode rule with the beat at ``b``, its probability ``p`` and the beat
+        ``back_beats`` before it (``first_recent``)."""
         w = self.weights
-        onset = int(st["onset"])
+        onset = st["onset"]
         if p >= thr:
-            st["below"] = np.asarray(-1, np.int64)
-            if int(st["above"]) < 0:
-                st["above"], st["above_onset"] = np.asarray(b, np.int64), np.asarray(int(st["recent"][0]), np.int64)
-            if onset < 0 and b - int(st["above"]) >= w.on_s * self.fs:
-                st["onset"] = st["above_onset"].copy()
-                events.append(AfEvent(int(st["above_onset"]), b))
+            st["below"] = -1
+            if st["above"] < 0:
+                st["above"], st["above_onset"] = b, first_recent
+            if onset < 0 and b - st["above"] >= w.on_s * self.fs:
+                st["onset"] = st["above_onset"]
+                events.append(AfEvent(st["above_onset"], b))
             return
-        st["above"] = np.asarray(-1, np.int64)
+        st["above"] = -1
         if onset < 0:
             return
-        if int(st["below"]) < 0:
-            st["below"] = np.asarray(b, np.int64)
-            st["below_end"] = np.asarray(max(onset + 1, int(st["recent"][0])), np.int64)
-        if b - int(st["below"]) >= w.off_s * self.fs:
-            events.append(AfEvent(onset, onset, int(st["below_end"])))
-            st["onset"], st["below"] = np.asarray(-1, np.int64), np.asarray(-1, np.int64)
+        if st["below"] < 0:
+            st["below"], st["below_end"] = b, max(onset + 1, first_recent)
+        if b - st["below"] >= w.off_s * self.fs:
+            events.append(AfEvent(onset, onset, st["below_end"]))
+            st["onset"], st["below"] = -1, -1
 
     def _end(self, st: dict, last: int, events: list[AfEvent]) -> None:
         """End a running episode at a gap (after the last beat ``last``) and reset the rule."""
-        onset = int(st["onset"])
+        onset = st["onset"]
         if onset >= 0:
-            end = int(st["below_end"]) if int(st["below"]) >= 0 else last + 1
-            events.append(AfEvent(onset, onset, end))
-        for k in ("onset", "above", "above_onset", "below", "below_end"):
-            st[k] = np.asarray(-1, np.int64)
+            events.append(AfEvent(onset, onset, st["below_end"] if st["below"] >= 0 else last + 1))
+        for k in RULE_KEYS:
+            st[k] = -1
+
+
+RULE_KEYS = ("onset", "above", "above_onset", "below", "below_end")
+
+
+def _unpack(state: dict[str, np.ndarray]) -> dict:
+    """The state as Python values (lists and scalars) to work on."""
+    st = {k: int(state[k]) for k in ("last_beat", *RULE_KEYS)}
+    st["last_ectopic"] = bool(state["last_ectopic"])
+    st["rr"] = [float(v) for v in state["rr"]]
+    st["ectopic"] = [bool(v) for v in state["ectopic"]]
+    st["recent"] = [int(v) for v in state["recent"]]
+    return st
+
+
+def _pack(st: dict) -> dict[str, np.ndarray]:
+    """The state as a dict of numpy arrays (:meth:`AfDetector.initial_state`'s layout)."""
+    out = {k: np.asarray(st[k], np.int64) for k in ("last_beat", *RULE_KEYS)}
+    out["last_ectopic"] = np.asarray(st["last_ectopic"])
+    out["rr"] = np.asarray(st["rr"], np.float64)
+    out["ectopic"] = np.asarray(st["ectopic"], bool)
+    out["recent"] = np.asarray(st["recent"], np.int64)
+    return out
