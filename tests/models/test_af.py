@@ -208,3 +208,22 @@ def test_a_few_steps_of_fitting_separate_af_like_windows():
     w = AfWeights(**net, threshold=0.5, on_s=20.0, off_s=10.0, back_beats=8, meta={})
     assert w.prob(series("af")).mean() > 0.8
     assert w.prob(series("normal")).mean() < 0.2 and w.prob(series("bigeminy")).mean() < 0.2
+
+
+def test_a_snapshot_from_before_the_af_detector_loads():
+    """A rhythm-source snapshot without the AF detector's state (written before it existed)
+    resumes with a fresh AF window, and AF is then found as usual."""
+    path = excerpt_path("mitdb_203_vt.hea")
+    rec = ecg.read_wfdb(path)
+    x, fs = rec.signal.astype(np.float64), rec.sample_rate
+    mon = RhythmMonitor(fs)
+    beats = beat_classifier_for(mon)
+    src = RhythmSource(mon, beats, af_detector_for(mon, beats))
+    st = src.initial_state()
+    src.update(st, x[: int(10 * fs)], 0)
+    old = orjson.loads(orjson.dumps(src.export(st), option=orjson.OPT_SERIALIZE_NUMPY))
+    del old["a"]
+    st = src.load(old)
+    assert set(st["a"]) == set(src.af.initial_state())
+    events = src.update(st, x[int(10 * fs):], int(10 * fs), flush=True)
+    assert any(e[:2] == ("begin", "af") for e in events)
