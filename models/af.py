@@ -32,14 +32,13 @@ episodes.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from models.mlp import TanhMLP
+from models.mlp import TanhMLP, load_weights_file
 
 WINDOW_BEATS = 24          # clean RR intervals in the window
 MIN_RR = 12                # fewest clean intervals that give a probability
@@ -133,15 +132,10 @@ class AfWeights(TanhMLP):
         return cls(**TanhMLP.params_from_json(d), threshold=float(d["threshold"]), on_s=float(d["on_s"]),
                    off_s=float(d["off_s"]), back_beats=int(d["back_beats"]), meta=d.get("meta", {}))
 
-    @classmethod
-    def load(cls, path: str | Path = WEIGHTS_FILE) -> "AfWeights":
-        return cls.from_json(json.loads(Path(path).read_text()))
-
 
 def load_weights(path: str | Path = WEIGHTS_FILE) -> AfWeights | None:
-    """The shipped AF detector, or None when its file is absent."""
-    p = Path(path)
-    return AfWeights.load(p) if p.exists() else None
+    """The shipped AF detector, or None when its file is absent (shared, read-only)."""
+    return load_weights_file(AfWeights, path)
 
 
 @dataclass
@@ -207,13 +201,14 @@ class AfDetector:
         """
         st = _unpack(state)
         thr = threshold if threshold is not None else (self.weights.threshold if self.weights else 0.5)
-        rows = []                                   # (sample, features or None, recent[0], gap end or None)
+        out, events = [], []
         for b, pv in beats:
             b, ectopic = int(b), bool(pv >= ECTOPIC_P)
-            last, gap = st["last_beat"], None
+            last = st["last_beat"]
             if last >= 0 and b - last > RESET_GAP_S * self.fs:      # lost signal: a new window
-                gap, last = last, -1
-                st["rr"], st["ectopic"], st["recent"] = [], [], []
+                if self.weights is not None:
+                    self._end(st, last, events)
+                st["rr"], st["ectopic"], st["recent"], last = [], [], [], -1
             if last >= 0 and not ectopic and not st["last_ectopic"]:
                 rr = (b - last) / self.fs
                 if RR_RANGE_S[0] <= rr <= RR_RANGE_S[1]:
@@ -223,17 +218,12 @@ class AfDetector:
             st["last_beat"], st["last_ectopic"] = b, ectopic
             f = (rr_features(st["rr"], sum(st["ectopic"]) / len(st["ectopic"])) if len(st["rr"]) >= MIN_RR
                  else None)
-            rows.append((b, f, st["recent"][0], gap))
-        out, events = [], []
-        for b, f, first_recent, gap in rows:
             # one row at a time: a batched matrix product may round differently with the batch's
             # size, and the probability must not depend on how the stream was chunked
             p = float(self.weights.prob(f)[0]) if self.weights is not None and f is not None else float("nan")
             out.append((b, f, p))
             if self.weights is not None:
-                if gap is not None:
-                    self._end(st, gap, events)
-                self._step(st, b, p, thr, first_recent, events)
+                self._step(st, b, p, thr, st["recent"][0], events)
         return out, events, _pack(st)
 
     def _step(self, st: dict, b: int, p: float, thr: float, first_recent: int, events: list[AfEvent]) -> None:

@@ -37,8 +37,8 @@ from rich.progress import track
 from rich.table import Table
 
 from models.af import FEATURES, WEIGHTS_FILE, AfDetector, AfWeights
-from models.beats import BeatClassifier
 from models.beats import load_weights as load_beat_weights
+from models.beats_fit import stream_features
 from models.data.ecg import cinc2017_records, mitdb_rhythms, read_wfdb
 from models.data.episodes import af_episodes, episode_stats
 from models.data.paths import datasets_dir
@@ -50,7 +50,6 @@ from models.splits import NSTDB_TEST, TEST, TRAIN, VAL, cinc2017_split, mitdb_sp
 HIDDEN, EPOCHS, LR, WEIGHT_DECAY, SEED = 8, 500, 0.02, 1e-3, 0
 OFF_S, BACK_BEATS = 10.0, 8
 THRESHOLDS, ON_S = (0.5, 0.6, 0.7, 0.8, 0.9), (10.0, 20.0, 30.0)
-CHUNK_S = 1.0
 
 
 def record_beats(x: np.ndarray, fs: float) -> tuple[np.ndarray, np.ndarray]:
@@ -74,13 +73,7 @@ def record_beats(x: np.ndarray, fs: float) -> tuple[np.ndarray, np.ndarray]:
     x = x[:, None] if x.ndim == 1 else x
     mon = RhythmMonitor(fs)
     beats = np.asarray(mon.process(x[:, 0], 0, mon.initial_state())[0].beats, np.int64)
-    clf = BeatClassifier(fs, min(2, x.shape[1]), load_beat_weights())
-    st, step, pv = clf.initial_state(), max(1, round(CHUNK_S * fs)), {}
-    for a in range(0, len(x), step):
-        b = min(len(x), a + step)
-        got, _, st = clf.process(x[a:b], a, beats[(beats >= a) & (beats < b)], st, flush=b == len(x))
-        pv.update({s: p for s, _, p, _ in got})
-    return beats, np.array([pv.get(int(b), np.nan) for b in beats])
+    return beats, stream_features(x, fs, beats, load_beat_weights())[1]
 
 
 def window_features(beats: np.ndarray, pv: np.ndarray, fs: float) -> np.ndarray:

@@ -27,8 +27,12 @@ from pathlib import Path
 
 import numpy as np
 
-from models.af import ECTOPIC_P, FEATURES as RR_FEATURES, RR_RANGE_S, rr_features
-from models.mlp import TanhMLP, fit_mlp
+from models.af import ECTOPIC_P, FEATURES as RR_FEATURES, RR_RANGE_S, AfDetector, rr_features
+from models.af import load_weights as load_af
+from models.af_fit import record_beats
+from models.mlp import TanhMLP, fit_mlp, load_weights_file
+from models.record_rules import segment_score
+from models.stream import run_offline
 
 WEIGHTS_FILE = Path(__file__).resolve().parent / "checkpoints" / "vigil-af-record.json"
 SAMPEN_M, SAMPEN_R_S = 1, 0.03
@@ -135,9 +139,8 @@ class RecordWeights(TanhMLP):
 
 
 def load_weights(path: str | Path = WEIGHTS_FILE) -> RecordWeights | None:
-    """The shipped record model, or None when its file is absent."""
-    p = Path(path)
-    return RecordWeights.from_json(json.loads(p.read_text())) if p.exists() else None
+    """The shipped record model, or None when its file is absent (shared, read-only)."""
+    return load_weights_file(RecordWeights, path)
 
 
 def fit(x: np.ndarray, y: np.ndarray, seed: int = SEED) -> RecordWeights:
@@ -168,12 +171,6 @@ def cv_threshold(x: np.ndarray, y: np.ndarray, seed: int = SEED) -> tuple[float,
 def stream_record(network, x: np.ndarray, fs: float, burn_in_s: float = 3.0) -> dict:
     """What the streaming path gives for one record: beats, ventricular and AF probabilities, the
     network's mean probabilities."""
-    from models.af import AfDetector
-    from models.af import load_weights as load_af
-    from models.af_fit import record_beats
-    from models.record_rules import segment_score
-    from models.stream import run_offline
-
     beats, pv = record_beats(x, fs)
     det = AfDetector(fs, load_af())
     scored, _, _ = det.process(list(zip(beats.tolist(), pv.tolist())), det.initial_state())

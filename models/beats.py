@@ -39,14 +39,13 @@ classified once its window has arrived, so it may wait one call).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from scipy.signal import butter, sosfilt, sosfilt_zi
 
-from models.mlp import TanhMLP
+from models.mlp import TanhMLP, load_weights_file
 
 BAND_HZ = (1.0, 30.0)      # morphology band, Hz
 PRE_S, POST_S = 0.10, 0.16  # beat window around the beat's sample, s
@@ -100,10 +99,6 @@ class BeatWeights(TanhMLP):
         if list(d["features"]) != list(FEATURES):
             raise ValueError(f"Invalid beat weights: expected features {list(FEATURES)}, got {d['features']}")
         return cls(**TanhMLP.params_from_json(d), threshold=float(d["threshold"]), meta=d.get("meta", {}))
-
-    @classmethod
-    def load(cls, path: str | Path = WEIGHTS_FILE) -> "BeatWeights":
-        return cls.from_json(json.loads(Path(path).read_text()))
 
 
 @dataclass
@@ -387,6 +382,5 @@ def _corr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def load_weights(path: str | Path = WEIGHTS_FILE) -> BeatWeights | None:
-    """The shipped beat classifier, or None when its file is absent."""
-    p = Path(path)
-    return BeatWeights.load(p) if p.exists() else None
+    """The shipped beat classifier, or None when its file is absent (shared, read-only)."""
+    return load_weights_file(BeatWeights, path)

@@ -49,7 +49,7 @@ def record_beats(path: Path) -> dict:
     fs, x = rec.sample_rate, rec.signal.astype(np.float64)
     mon = RhythmMonitor(fs)
     beats = mon.process(x[:, 0], 0, mon.initial_state())[0].beats
-    feats, info = stream_features(x, fs, beats)           # (n, F) features, (n, 6) run-rule inputs
+    feats, _, info = stream_features(x, fs, beats)        # (n, F) features, (n, 6) run-rule inputs
     ref, sym = mitdb_beats(path)
     label = np.full(len(beats), -1)
     j = np.searchsorted(ref, beats)
@@ -63,11 +63,29 @@ def record_beats(path: Path) -> dict:
             + [(s, e) for lab, s, e in mitdb_rhythms(path) if lab in (RHYTHM_VT, RHYTHM_VFL, RHYTHM_VF)]}
 
 
-def stream_features(x: np.ndarray, fs: float, beats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(n_beats, F) features of ``beats`` in ``x`` (n, c) and (n_beats, 6) the run rule's other inputs
-    (:meth:`models.beats.BeatClassifier.run_inputs`), computed in 1-s chunks as in the service;
-    nan rows for beats without a window."""
-    clf = BeatClassifier(fs, n_leads=min(2, x.shape[1]))
+def stream_features(x: np.ndarray, fs: float, beats: np.ndarray, weights: BeatWeights | None = None
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each beat as the service's classifier sees it, computed in 1-s chunks as in the service.
+
+    Parameters
+    ----------
+    x : np.ndarray
+        ``(n, c)`` signal; ``beats`` ``(m,)`` the QRS detector's beats in it.
+    fs : float
+        Hz.
+    weights : BeatWeights, optional
+        The classifier whose probabilities are wanted (none: features only).
+
+    Returns
+    -------
+    features : np.ndarray
+        ``(m, F)``; nan rows for beats without a window.
+    p_ventricular : np.ndarray
+        ``(m,)``; nan without a window or without ``weights``.
+    info : np.ndarray
+        ``(m, 6)`` the run rule's other inputs (:meth:`models.beats.BeatClassifier.run_inputs`).
+    """
+    clf = BeatClassifier(fs, n_leads=min(2, x.shape[1]), weights=weights)
     st = clf.initial_state()
     step = int(round(fs))
     out, info = {}, []
@@ -75,9 +93,11 @@ def stream_features(x: np.ndarray, fs: float, beats: np.ndarray) -> tuple[np.nda
         b = min(len(x), a + step)
         mine = beats[(beats >= a) & (beats < b)]
         got, _, st = clf.process(x[a:b], a, mine, st, flush=b == len(x), details=info)
-        out.update({s: f for s, f, _, _ in got})
+        out.update({s: (f, p) for s, f, p, _ in got})
     info = dict(info)
-    return (np.array([out.get(int(b), np.full(len(FEATURES), np.nan)) for b in beats]).reshape(-1, len(FEATURES)),
+    missing = (np.full(len(FEATURES), np.nan), np.nan)
+    got = [out.get(int(b), missing) for b in beats]
+    return (np.array([f for f, _ in got]).reshape(-1, len(FEATURES)), np.array([p for _, p in got], np.float64),
             np.array([info.get(int(b), np.full(6, np.nan)) for b in beats]).reshape(-1, 6))
 
 

@@ -294,14 +294,16 @@ def evaluate_ecg(network: Network, data: str = "datasets", root: Path | None = N
             truth.append(label)
             pred_net.append(classify_cinc2017(st["network"], cfg.labels, rule))
             pred.append(_cinc2017_class(st, pred_net[-1], rw, cfg.labels, rule))
-        titles = [("network rule", pred_net)] + ([("AF from the record RR model", pred)] if rw is not None else [])
-        for what, guess in titles:
+        # the summary's cinc2017_f1 is the decision in use: the record model's when shipped
+        decisions = [("network rule", pred_net, "cinc2017_f1_network" if rw is not None else "cinc2017_f1")]
+        if rw is not None:
+            decisions.append(("AF from the record RR model", pred, "cinc2017_f1"))
+        for what, guess, key in decisions:
             f1 = f1_per_class(truth, guess)
             confusion = {t: {p: sum(a == t and b == p for a, b in zip(truth, guess)) for p in "NAO~"} for t in "NAO~"}
             tables.append(_table(f"CinC 2017 test records ({len(truth)}), {what}: F1 per class",
                                  ["class", "F1", "records", "predicted N", "predicted A", "predicted O", "predicted ~"],
                                  [[c, _nan(f1[c]), sum(t == c for t in truth), *confusion[c].values()] for c in "NAO~"]))
-            key = "cinc2017_f1" if guess is titles[-1][1] else "cinc2017_f1_network"
             summary[key] = {c: _nan(v) for c, v in f1.items()}
             if key == "cinc2017_f1":
                 summary["cinc2017_f1_mean_NAO"] = _nan(float(np.nanmean([f1["N"], f1["A"], f1["O"]])))

@@ -8,7 +8,10 @@ rule constants to the stored weights.
 
 from __future__ import annotations
 
+import functools
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -48,6 +51,25 @@ class TanhMLP:
     def params_from_json(d: dict) -> dict:
         """Constructor keyword arguments from :meth:`params_json` data."""
         return {**{k: np.asarray(d[k], np.float64) for k in PARAMS}, "b2": float(d["b2"])}
+
+
+def load_weights_file(cls, path: str | Path):
+    """``cls.from_json`` of a weights file, or None when it is absent.
+
+    Parsed once per file version (path and modification time) and shared: sessions, records and
+    evaluations ask for the same shipped file over and over, and the weights are read-only.
+    """
+    p = Path(path)
+    try:
+        version = p.stat().st_mtime_ns
+    except FileNotFoundError:
+        return None
+    return _load(cls, str(p.resolve()), version)
+
+
+@functools.lru_cache(maxsize=32)
+def _load(cls, path: str, version: int):
+    return cls.from_json(json.loads(Path(path).read_text()))
 
 
 def fit_mlp(x: np.ndarray, y: np.ndarray, *, hidden: int, epochs: int, lr: float, weight_decay: float, seed: int,

@@ -280,16 +280,12 @@ class RhythmSource:
                 n = self.run_beats[e.kind]
                 at = beats[i + n - 1] if i is not None and i + n - 1 < len(beats) else onset
             out.append(("begin", e.kind, onset, at))
-        for r in runs:   # (the detector's events and the runs are each in sample order)
-            if r.end_sample is None:
-                out.append(("begin", "vt", int(r.onset_sample), int(r.established)))
-            else:
-                out.append(("end", "vt", int(r.end_sample), int(r.end_sample)))
-        for e in af_events:
-            if e.end_sample is None:
-                out.append(("begin", "af", int(e.onset_sample), int(e.established)))
-            else:
-                out.append(("end", "af", int(e.end_sample), int(e.end_sample)))
+        for kind, episodes in (("vt", runs), ("af", af_events)):   # (each source's events in sample order)
+            for e in episodes:
+                if e.end_sample is None:
+                    out.append(("begin", kind, int(e.onset_sample), int(e.established)))
+                else:
+                    out.append(("end", kind, int(e.end_sample), int(e.end_sample)))
         return out
 
 
