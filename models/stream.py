@@ -1,4 +1,8 @@
-"""One session's full signal path (preprocessor + network), streamed or in one offline pass.
+"""One session's full signal path (preprocessor + network + quality head), streamed or in one
+offline pass.
+
+The quality head (:mod:`models.sqi`) runs beside the network on the same preprocessed signal; its
+probability is fused into the network's ``noise`` / ``artifact`` column.
 
 Training, evaluation and the tests use these; the service runs the same two stages, with the
 network step batched across sessions by :class:`models.state.StatePool`.
@@ -14,6 +18,7 @@ import torch
 
 from models.network import Network
 from models.preprocess import PreprocessState, Preprocessor
+from models.sqi import QUALITY_LABEL, fuse, quality_head_for
 from models.state import SlotOutput, arrays_to_bytes, bytes_to_arrays, state_from_arrays, state_to_arrays
 
 
@@ -25,10 +30,13 @@ class StreamOutput(SlotOutput):
     ----------
     step : (n,) int64 token (output step) indices k, from 0 at the session's first sample.
     sample : (n,) int64 the last input sample (client rate) each step covers.
+    quality_network : (n,) the network's own quality (``noise`` / ``artifact``) probability, before
+        the quality head is fused into ``probs``: what suppresses physiological alarms.
     """
 
     step: np.ndarray
     sample: np.ndarray
+    quality_network: np.ndarray
 
     @staticmethod
     def concat(parts: list["StreamOutput"]) -> "StreamOutput":
@@ -51,13 +59,19 @@ class SessionStream:
         Session sample rate in Hz.
     n_channels : int
     units : {"uV", "mV", "V"}
+    quality : bool
+        Fuse the modality's quality head (when shipped) into the quality column; False: the
+        network's outputs alone (for comparison).
     """
 
-    def __init__(self, network: Network, input_rate: float, n_channels: int, units: str = "uV"):
+    def __init__(self, network: Network, input_rate: float, n_channels: int, units: str = "uV",
+                 quality: bool = True):
         self.network = network
         self.pre = Preprocessor(network.config, input_rate, n_channels, units)
         self.pre_state: PreprocessState = self.pre.init_state()
         self.state = network.init_state(1, n_channels)
+        self.sqi = quality_head_for(network.config, n_channels) if quality else None
+        self.sqi_state = self.sqi.initial_state() if self.sqi is not None else None
         self.n_steps = 0
 
     @torch.inference_mode()
@@ -68,14 +82,23 @@ class SessionStream:
         n = int(out.valid.sum())
         steps = np.arange(self.n_steps, self.n_steps + n)
         self.n_steps += n
+        probs = out.probs[0, :n].numpy()
+        label = QUALITY_LABEL.get(self.network.config.modality)
+        quality_network = (probs[:, self.network.config.labels.index(label)].copy()
+                           if label in self.network.config.labels else np.zeros(n, np.float32))
+        if self.sqi is not None:
+            q, self.sqi_state = self.sqi.process(y, mask, self.sqi_state)
+            probs = fuse(probs, q, self.network.config)
         return StreamOutput(step=steps, sample=step_samples(self.pre, self.network.config.patch_len, steps),
-                            probs=out.probs[0, :n].numpy(), numerics=out.numerics[0, :n].numpy(),
+                            quality_network=quality_network, probs=probs, numerics=out.numerics[0, :n].numpy(),
                             masked=out.masked[0, :n].numpy(), attribution=out.attribution[0, :n].numpy())
 
     def snapshot(self) -> bytes:
         """Preprocessor and network state as bytes."""
         arrays = {f"pre.{k}": v for k, v in self.pre_state.to_arrays().items()}
         arrays |= {f"net.{k}": v for k, v in state_to_arrays(self.state).items()}
+        if self.sqi is not None:
+            arrays |= {f"sqi.{k}": v for k, v in self.sqi_state.items()}
         arrays["steps"] = np.array(self.n_steps, dtype=np.int64)
         return arrays_to_bytes(arrays)
 
@@ -85,11 +108,17 @@ class SessionStream:
         self.pre_state = PreprocessState.from_arrays({k[4:]: v for k, v in arrays.items() if k.startswith("pre.")})
         self.state = state_from_arrays({k[4:]: v for k, v in arrays.items() if k.startswith("net.")})
         self.n_steps = int(arrays["steps"])
+        sqi = {k[4:]: v for k, v in arrays.items() if k.startswith("sqi.")}
+        if self.sqi is not None and not sqi:      # a snapshot from before the quality head: off
+            self.sqi = self.sqi_state = None
+        elif self.sqi is not None:
+            self.sqi_state = sqi
 
 
-def run_offline(network: Network, x: np.ndarray, input_rate: float, units: str = "uV") -> StreamOutput:
+def run_offline(network: Network, x: np.ndarray, input_rate: float, units: str = "uV",
+                quality: bool = True) -> StreamOutput:
     """One pass over a whole recording (t, c): the preprocessor once, the network once (fast scan)."""
-    return SessionStream(network, input_rate, x.shape[1], units).push(x)
+    return SessionStream(network, input_rate, x.shape[1], units, quality).push(x)
 
 
 def run_chunked(network: Network, x: np.ndarray, input_rate: float, bounds: list[int] | np.ndarray,

@@ -142,7 +142,8 @@ ALERT_KINDS: dict[str, AlertKind] = {k.name: k for k in (
               "a seizure lasting longer than 5 min (settable 1–30 min); supersedes seizure",
               hold_s=300.0, escalates="seizure"),
     AlertKind("artifact", TECHNICAL, LOW, ("ecg", "eeg"), SOURCE_MODEL, "",
-              "poor signal quality: the model's noise (ECG) or artifact (EEG) episode", suppressible=False),
+              "poor signal quality: the model's noise (ECG) or artifact (EEG) episode, the network's "
+              "probability fused with the quality head (models/sqi.py)", suppressible=False),
     AlertKind("signal_loss", TECHNICAL, MEDIUM, ("ecg", "eeg"), SOURCE_QUALITY, "",
               "every model channel lost for >= 1 s: gap, NaN/Inf, saturation, leads-off flag, "
               "or a flat line (identical values) of >= 4 s", max_delay_s=0.0, suppressible=False),

@@ -20,6 +20,7 @@ from typing import Any, Callable
 import numpy as np
 import orjson
 
+from models.sqi import QUALITY_LABEL, fuse
 from models.state import StatePool, bytes_to_arrays
 from models.stream import step_samples
 from service import constants as C
@@ -352,7 +353,8 @@ class Engine:
             outs = pool.step([w.session.slot for w, _, _ in items], [y for _, y, _ in items], [m for _, _, m in items])
             M.INFERENCE.observe(time.perf_counter() - t0)
             M.BATCH_SIZE.observe(len(items))
-            group = [self._outcome(w, out, stretches[w.session.id]) for (w, _, _), out in zip(items, outs)]
+            group = [self._outcome(w, out, stretches[w.session.id], _quality(w.session, y, mask, out))
+                     for (w, y, mask), out in zip(items, outs)]
             outcomes += group
             if self._loop is not None:  # this pool's messages go out while the next pool computes
                 self._loop.call_soon_threadsafe(self._send_early, group)
@@ -368,7 +370,7 @@ class Engine:
                 o.session.connection.send_many(o.messages)
             o.messages = []
 
-    def _outcome(self, w: Work, out, stretches) -> Outcome:
+    def _outcome(self, w: Work, out, stretches, suppress_q: np.ndarray | None = None) -> Outcome:
         s = w.session
         o = Outcome(s)
         n, real_end = len(out.probs), w.first + len(w.x)
@@ -394,7 +396,7 @@ class Engine:
         x = w.model_x
         o.alerts = s.alarms.not_monitoring(False, w.first, real_end - 1) if len(w.x) else []
         o.alerts += s.alarms.process(w.first, real_end, stretches, starts, samples, out.probs, out.attribution, x,
-                                     flush=w.flush)
+                                     flush=w.flush, suppress_q=suppress_q)
         o.finished = w.flush
         o.messages += _alert_messages(s, o.alerts)
         o.strips = _strip_rows(s, s.alarms.strip_parts(real_end, final=w.flush))
@@ -530,6 +532,22 @@ def _child(metric, label: str):
     """``metric.labels(label)``, looked up once: per frame, ``labels()`` was a tenth of the event
     loop's own Python time at 200 sessions."""
     return metric.labels(label)
+
+
+def _quality(s: Session, y: np.ndarray, mask: np.ndarray, out) -> np.ndarray | None:
+    """Fuse the session's quality head (models/sqi.py) into ``out.probs``; returns the network's
+    own quality column (what suppresses alarms), or None without a head. A head that fails is
+    turned off for the session (logged); the network's output then stands."""
+    if s.sqi is None:
+        return None
+    network_q = out.probs[:, s.model.config.labels.index(QUALITY_LABEL[s.model.config.modality])].copy()
+    try:
+        q, s.sqi_state = s.sqi.process(y, mask, s.sqi_state)
+        out.probs = fuse(out.probs, q, s.model.config)
+    except Exception:
+        log.exception("session %s: quality head failed; it is off for this session", s.id)
+        s.sqi = s.sqi_state = None
+    return network_q
 
 
 def _pad(s: Session, y: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

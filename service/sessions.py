@@ -19,6 +19,7 @@ import numpy as np
 import orjson
 
 from models.preprocess import UNIT_SCALE, PreprocessState, Preprocessor
+from models.sqi import quality_head_for
 from models.state import StatePool, arrays_to_bytes, state_from_arrays, state_to_arrays
 from service import constants as C
 from service.alerts import FLAT_S, AlertContext, Alarms, iso
@@ -53,6 +54,8 @@ class Session:
         self.alarms = Alarms(ctx, cfg.labels, cfg.output_rate, detectors=model.detectors)
         self.pre_state: PreprocessState = self.pre.init_state()
         self.quality_state: QualityState = self.quality.init_state()
+        self.sqi = quality_head_for(cfg, len(self.index))           # beside the network (models/sqi.py)
+        self.sqi_state = self.sqi.initial_state() if self.sqi is not None else None
         self.n_steps = 0
         self.acked = 0
         self.started_at = utcnow()
@@ -84,6 +87,11 @@ class Session:
             meta = orjson.loads(snapshot["meta"].tobytes())
             s.pre_state = PreprocessState.from_arrays(_part(snapshot, "pre."))
             s.quality_state = QualityState.from_arrays(_part(snapshot, "q."))
+            sqi = _part(snapshot, "sqi.")
+            if s.sqi is not None and not sqi:   # a snapshot from before the quality head: off
+                s.sqi = s.sqi_state = None
+            elif s.sqi is not None:
+                s.sqi_state = sqi
             s.n_steps, s.acked = meta["n_steps"], meta["next_sample"]
             s.n_received = s.acked
             s.started_at = parse_time(meta["started_at"])
@@ -182,6 +190,8 @@ class Session:
         arrays = {"meta": np.frombuffer(orjson.dumps(meta, option=orjson.OPT_SERIALIZE_NUMPY), np.uint8)}
         arrays |= {f"pre.{k}": v for k, v in self.pre_state.to_arrays().items()}
         arrays |= {f"q.{k}": v for k, v in self.quality_state.to_arrays().items()}
+        if self.sqi is not None:
+            arrays |= {f"sqi.{k}": v for k, v in self.sqi_state.items()}
         arrays |= {f"net.{k}": v for k, v in state_to_arrays(self.pool.get(self.slot)).items()}
         return arrays_to_bytes(arrays)
 

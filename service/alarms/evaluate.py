@@ -101,7 +101,7 @@ class AlarmRun:
                 samples, starts = np.minimum(samples, b - 1), np.minimum(starts, b - 1)
             for key, alarms in self.alarms.items():
                 self.out[key].add(alarms.process(a, b, stretches, starts, samples, o.probs, o.attribution, chunk,
-                                                 flush=flush))
+                                                 flush=flush, suppress_q=o.quality_network))
 
 
 def _overlaps(a: dict, lo: int, hi: int, n: int) -> bool:

@@ -67,6 +67,11 @@ def fresh_state() -> dict[str, Any]:
             "ev": {"lost": [], "noise": []}, "steps": [], "last": -1, "strips": {}, "pause": None}
 
 
+# The smoothing window of the suppressing poor-signal probability (the network's own quality
+# output, ``Alarms.process(suppress_q=...)``) in the alarm state's ``src``.
+_SUPPRESS_KEY = "quality:suppress"
+
+
 def _add_interval(intervals: list[list[int]], a: int, b: int) -> None:
     """Append [a, b) to sorted, merged intervals (a >= every earlier start)."""
     if intervals and a <= intervals[-1][1]:
@@ -205,7 +210,8 @@ class Alarms:
 
     def process(self, first: int, end: int, stretches: list[tuple] = (), starts: np.ndarray | None = None,
                 samples: np.ndarray | None = None, probs: np.ndarray | None = None,
-                attribution: np.ndarray | None = None, x: np.ndarray | None = None, flush: bool = False) -> list[dict]:
+                attribution: np.ndarray | None = None, x: np.ndarray | None = None, flush: bool = False,
+                suppress_q: np.ndarray | None = None) -> list[dict]:
         """Advance over one chunk and return its alert transitions, in order.
 
         Parameters
@@ -222,6 +228,11 @@ class Alarms:
             The chunk's raw model channels in the session's units (the QRS detector reads lead 0).
         flush : bool
             End of the session: decide what is pending, clear active alerts at ``end``.
+        suppress_q : (n,) float, optional
+            The steps' poor-signal probability that suppresses physiological alarms: the network's
+            own quality output (the quality column of ``probs`` is fused with the quality head of
+            ``models/sqi.py``, which raises ``artifact`` alerts but does not suppress: on
+            MIT-BIH 203 it rates the signal around a true VT poor). None: the quality column.
         """
         out: list[dict] = []
         self._loss(stretches, end, out)
@@ -233,10 +244,15 @@ class Alarms:
                               self.ctx.session_id)
                 self.rhythm, self._state["rhythm"], self._state["rq"], events = None, None, [], []
             self._state["rq"] += [list(e) for e in events]
-        if probs is not None and len(probs) and not self._quiet(starts, samples, probs):
-            for i in range(len(probs)):
-                self._step(int(starts[i]), int(samples[i]), probs[i],
-                           attribution[i] if attribution is not None else None, out)
+        if probs is not None and len(probs):
+            j = self.labels.index(self.quality_label) if self.quality_label in self.labels else None
+            if suppress_q is None and j is not None:
+                suppress_q = probs[:, j]
+            if not self._quiet(starts, samples, probs, suppress_q):
+                for i in range(len(probs)):
+                    self._step(int(starts[i]), int(samples[i]), probs[i],
+                               attribution[i] if attribution is not None else None, out,
+                               float(suppress_q[i]) if suppress_q is not None else None)
         rhythm_h = (self._state["rhythm"]["end"] if self.rhythm is not None else end) - 1 - self.lag_n
         self._rhythm(math.inf if flush else self._state["last"], math.inf if flush else rhythm_h, out, end)
         # drop evidence no decision still to come can look at: every pending one is after ``limit``
@@ -272,49 +288,52 @@ class Alarms:
             else:
                 self._end(C.SIGNAL_LOSS, smp, out)
 
-    def _quiet(self, starts: np.ndarray, samples: np.ndarray, probs: np.ndarray) -> bool:
+    def _quiet(self, starts: np.ndarray, samples: np.ndarray, probs: np.ndarray,
+               suppress_q: np.ndarray | None = None) -> bool:
         """The common case at once: no label episode is open and no smoothed probability of these
         steps comes near its threshold (nor the noise probability near the suppression level), so
         no step can change anything but the moving averages; advance them, True. Else False (the
         exact per-step path runs)."""
         src, margin = self._state["src"], 1e-6
         new_windows = {}
-        top = probs.max(axis=0).tolist()                            # (L,) a mean is never above its largest term
         for label, j, tracker, _ in self.trackers:
             st = src.get(label) or {"ep": None}
             if st["ep"] is not None:
                 return False
-            win = st.get("win", [])
-            limit = tracker.rule.threshold
-            if label == self.quality_label:
-                limit = min(limit, C.SUPPRESS_NOISE_P)
-            if max(top[j], max(win, default=0.0)) >= limit - margin:
-                p = probs[:, j].astype(np.float64)
-                both = np.concatenate([np.asarray(win, np.float64), p])
-                c = np.concatenate([[0.0], np.cumsum(both)])
-                i = np.arange(len(win) + 1, len(both) + 1)
-                lo = np.maximum(i - tracker.k, 0)
-                if ((c[i] - c[lo]) / (i - lo)).max() >= limit - margin:  # (n,) causal moving average
-                    return False
-            if tracker.k > 1:
-                new_windows[label] = (win + probs[:, j].astype(np.float64).tolist())[-tracker.k:]
+            series = [(label, probs[:, j], tracker.rule.threshold)]
+            if label == self.quality_label and suppress_q is not None:
+                series.append((_SUPPRESS_KEY, suppress_q, C.SUPPRESS_NOISE_P))
+            for key, values, limit in series:
+                win = (src.get(key) or {}).get("win", [])
+                p = np.asarray(values, np.float64)
+                if max(float(p.max()), max(win, default=0.0)) >= limit - margin:  # a mean is never above its largest term
+                    both = np.concatenate([np.asarray(win, np.float64), p])
+                    c = np.concatenate([[0.0], np.cumsum(both)])
+                    i = np.arange(len(win) + 1, len(both) + 1)
+                    lo = np.maximum(i - tracker.k, 0)
+                    if ((c[i] - c[lo]) / (i - lo)).max() >= limit - margin:  # (n,) causal moving average
+                        return False
+                if tracker.k > 1:
+                    new_windows[key] = (win + p.tolist())[-tracker.k:]
+        for key, win in new_windows.items():
+            src.setdefault(key, {"ep": None})["win"] = win
         for label, _, _, _ in self.trackers:
-            st = src.setdefault(label, {"ep": None})
-            if label in new_windows:
-                st["win"] = new_windows[label]
+            src.setdefault(label, {"ep": None})
         if self.rhythm is not None:
             self._state["steps"] += [[int(a), int(b), [round(v, 6) for v in row]]
                                      for a, b, row in zip(starts.tolist(), samples.tolist(), probs.tolist())]
         self._state["last"] = int(samples[-1])
         return True
 
-    def _step(self, start: int, sample: int, p: np.ndarray, attr: np.ndarray | None, out: list[dict]) -> None:
+    def _step(self, start: int, sample: int, p: np.ndarray, attr: np.ndarray | None, out: list[dict],
+              suppress_q: float | None = None) -> None:
         """One model output step: label episodes, evidence, and the decisions due by ``sample``."""
-        src, smoothed = self._state["src"], {}
+        src, smoothed, q = self._state["src"], {}, None
         for label, j, tracker, _ in self.trackers:
             st = src.setdefault(label, {"ep": None})
             smoothed[label] = tracker.smooth(st, float(p[j]))
-        q = smoothed.get(self.quality_label)
+            if label == self.quality_label and suppress_q is not None:
+                q = tracker.smooth(src.setdefault(_SUPPRESS_KEY, {"ep": None}), suppress_q)
         if q is not None and q >= C.SUPPRESS_NOISE_P:
             _add_interval(self._state["ev"]["noise"], start, sample + 1)
         if self.rhythm is not None:

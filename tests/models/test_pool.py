@@ -9,6 +9,7 @@ from models.config import ecg_config
 from models.network import Network
 from models.preprocess import Preprocessor
 from models.state import StatePool
+from models.sqi import fuse, quality_head_for
 from models.stream import SessionStream
 
 
@@ -37,11 +38,17 @@ def test_sixty_four_sessions_pooled_equal_alone(network):
             if "slot" not in s:
                 s["slot"], s["pre"] = pool.alloc(), Preprocessor(network.config, s["fs"], 2)
                 s["pre_state"] = s["pre"].init_state()
+                s["sqi"] = quality_head_for(network.config, 2)   # as the engine fuses it
+                s["sqi_state"] = s["sqi"].initial_state() if s["sqi"] is not None else None
             n = max(1, int(s["chunk_s"] * s["fs"] * rng.uniform(0.5, 1.5)))
             y, m, s["pre_state"] = s["pre"].process(s["x"][s["pos"]: s["pos"] + n], s["pre_state"])
             s["pos"] += n
             slots.append(s["slot"]), xs.append(y), masks.append(m), who.append(i)
-        for i, out in zip(who, pool.step(slots, xs, masks)):
+        for i, y, m, out in zip(who, xs, masks, pool.step(slots, xs, masks)):
+            s = sessions[i]
+            if s["sqi"] is not None:
+                q, s["sqi_state"] = s["sqi"].process(y, m, s["sqi_state"])
+                out.probs = fuse(out.probs, q, network.config)
             pooled[i].append(out.probs)
         for i in who:
             if sessions[i]["pos"] >= len(sessions[i]["x"]):

@@ -45,6 +45,22 @@ def test_threshold_and_min_duration():
     assert raised["evidence"]["threshold"] == 0.5 and raised["evidence"]["suppressed"] is False
 
 
+@pytest.mark.parametrize("network_noise", [None, 0.0, 0.9])
+def test_suppression_follows_the_network_quality_and_artifact_the_fused_column(network_noise):
+    """The quality column (the network fused with the quality head) raises ``artifact``; what
+    suppresses physiological alarms is ``suppress_q`` (the network's own output) when given."""
+    alarms = Alarms(CTX, LABELS, 10.0, detectors={"af": EpisodeDetector("af", 0.5, 10.0),
+                                                  "noise": EpisodeDetector("noise", 0.5, 5.0)}, rhythm=None)
+    starts, samples, probs, attr = steps([0.9] * 200)
+    probs[:, 4] = 0.9                                                      # fused: poor signal throughout
+    q = None if network_noise is None else np.full(len(probs), network_noise, np.float32)
+    out = alarms.process(0, int(samples[-1]) + 1, [], starts, samples, probs, attr, suppress_q=q)
+    kinds = {a["kind"]: a for a in out}
+    assert kinds["artifact"]["state"] == "active"
+    suppressed = network_noise is None or network_noise >= 0.5
+    assert kinds["af"]["evidence"]["suppressed"] is suppressed
+
+
 def test_finish_clears_active_and_drops_pending():
     alarms = Alarms(CTX, LABELS, 10.0, detectors={"af": EpisodeDetector("af", 0.5, 10.0),
                                                   "vt": EpisodeDetector("vt", 0.5, 5.0)}, rhythm=None)

@@ -1,0 +1,340 @@
+"""Causal, streaming EEG signal-quality head: a per-token artifact probability.
+
+The network's ``artifact`` output knows the corruptions it was trained on (blinks, EMG bursts,
+flat channels). This head asks a more general question, FASTER / Autoreject style: *how far is
+each channel's current token from that channel's own recent behaviour?* It is fused into the
+network's ``artifact`` column by ``max(network, head)`` (:func:`models.sqi.fuse`).
+
+Per token (``patch_len`` = 32 model samples, 125 ms at 256 Hz) and channel:
+
+1. the preprocessed signal ``y`` (µV) and four causal Butterworth band signals
+   (:data:`BANDS_HZ`: < 2, 2-8, 8-20, > 20 Hz) give :data:`QUANTITIES`, the logs of the token's
+   mean power, band powers, largest and mean absolute first difference;
+2. each is compared with the channel's running *level* of that quantity (a clipped exponential
+   average, an M-estimate of the recent median, time constant :data:`TAU_S`; one token moves it
+   by at most :data:`STEP_CLIP` x its rate, so a burst barely moves it while a lasting change of
+   state is followed): the differences, in nats and clipped to :data:`REL_CLIP`, are the
+   ``rel_`` features; divided by the channel's running *spread* of them (mean absolute
+   deviation, same rate, :data:`SPREAD_CLIP`, :data:`SPREAD_FLOOR`) they are the ``z_`` features
+   (a channel that is restless by nature needs a larger change); the token's log kurtosis
+   (log of m4 / m2^2: spikes, steps) is added;
+3. a small MLP (:class:`models.mlp.TanhMLP`, fitted by :mod:`models.eeg_sqi_fit`) maps the
+   :data:`FEATURES` of each channel to a logit; the token's logit is the largest over its valid
+   channels (an artifact may touch one channel of 64) less ``channel_penalty * sqrt(2 ln c)``
+   for ``c`` valid channels (the expected growth of the largest of ``c`` clean scores, so that
+   one threshold suits a 1-channel and a 64-channel montage), and its sigmoid is the token's raw
+   probability;
+4. the output is the largest raw probability of the last ``hold_tokens`` tokens (stored with the
+   weights): artifacts come and go within their span (blinks, pops), and a short causal hold
+   keeps the token between two bumps flagged.
+
+A channel's token counts only when none of its samples is masked: a masked token neither gives a
+probability nor moves the channel's levels (the band filters run on through the preprocessor's
+held values). A channel gives no probability (0) until it has :data:`WARMUP_TOKENS` valid tokens
+(its levels are the plain means of them meanwhile), so the first seconds of a session read low;
+a token with no counting channel reads 0. Everything is vectorised over a chunk's tokens and
+channels except the level update (a few numpy operations per token); the state is a dict of
+numpy arrays, and any chunking gives the same probabilities (the same arithmetic on the same
+samples: only the MLP's matrix products may round differently with the batch size, ~1e-16).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy import signal as sps
+
+from models.config import ModelConfig
+from models.mlp import TanhMLP, load_weights_file
+
+BANDS_HZ = ((None, 2.0), (2.0, 8.0), (8.0, 20.0), (20.0, None))  # Hz; None: open edge (low- / high-pass)
+BAND_ORDER = 2             # Butterworth order of the band-passes; the low- and high-pass have twice it (2 biquads each)
+TAU_S = 20.0               # time constant of the running levels, s
+STEP_CLIP = 1.0            # largest deviation (nats) one token may pull a warmed-up level by (times its rate)
+REL_CLIP = 10.0            # relative features are clipped to +-this many nats
+SPREAD_CLIP = 3.0          # deviations (nats) enter the running spread clipped to this
+SPREAD_FLOOR = 0.05        # smallest spread (nats) a deviation is divided by
+WARMUP_TOKENS = 16         # valid tokens (2 s at 8 tokens/s) before a channel gives a probability
+POWER_FLOOR_UV2 = 1e-2     # added to powers before the log, µV^2 (a flat channel stays finite)
+DIFF_FLOOR_UV = 1e-3       # added to first differences before the log, µV per sample
+WEIGHTS_FILE = Path(__file__).resolve().parent / "checkpoints" / "vigil-eeg-sqi.json"
+
+BAND_NAMES = ("low", "theta", "beta", "high")       # names of BANDS_HZ, in order
+QUANTITIES = ("power", *(f"power_{b}" for b in BAND_NAMES), "max_diff", "line_length")
+FEATURES = (*(f"rel_{q}" for q in QUANTITIES), *(f"z_{q}" for q in QUANTITIES), "log_kurtosis")
+
+
+def band_filters(fs: float) -> np.ndarray:
+    """``(B, 2, 6)`` second-order sections of the :data:`BANDS_HZ` filters at ``fs`` Hz."""
+    out = []
+    for lo, hi in BANDS_HZ:
+        if lo is None:
+            sos = sps.butter(2 * BAND_ORDER, hi, btype="lowpass", fs=fs, output="sos")
+        elif hi is None:
+            sos = sps.butter(2 * BAND_ORDER, lo, btype="highpass", fs=fs, output="sos")
+        else:
+            sos = sps.butter(BAND_ORDER, [lo, hi], btype="bandpass", fs=fs, output="sos")
+        out.append(sos)
+    return np.stack(out)
+
+
+@dataclass
+class EegQualityWeights(TanhMLP):
+    """The per-channel classifier (a :class:`models.mlp.TanhMLP` on :data:`FEATURES`), the channel
+    count penalty and the output hold.
+
+    Attributes
+    ----------
+    channel_penalty : float
+        Subtracted from the largest channel logit, times ``sqrt(2 ln c)`` for ``c`` valid channels.
+    hold_tokens : int
+        The output is the largest raw probability of this many last tokens (1: no hold).
+    meta : dict
+        Provenance (data, split, metrics, command) written by :mod:`models.eeg_sqi_fit`.
+    """
+
+    channel_penalty: float
+    hold_tokens: int
+    meta: dict
+
+    def logit(self, f: np.ndarray) -> np.ndarray:
+        """``(n,)`` logits of ``(n, F)`` per-channel features (:meth:`prob` before the sigmoid)."""
+        z = np.nan_to_num((np.atleast_2d(f) - self.mean) / self.scale)
+        return np.tanh(z @ self.w1 + self.b1) @ self.w2 + self.b2
+
+    def to_json(self) -> dict:
+        return {"features": list(FEATURES), **_constants(), **self.params_json(),
+                "channel_penalty": float(self.channel_penalty), "hold_tokens": int(self.hold_tokens),
+                "meta": self.meta}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "EegQualityWeights":
+        got = {k: d.get(k) for k in _constants()}
+        if list(d["features"]) != list(FEATURES) or got != _constants():
+            raise ValueError(f"Invalid EEG quality weights: expected features {list(FEATURES)} with {_constants()}, "
+                             f"got {d['features']} with {got}")
+        return cls(**TanhMLP.params_from_json(d), channel_penalty=float(d["channel_penalty"]),
+                   hold_tokens=int(d["hold_tokens"]), meta=d.get("meta", {}))
+
+
+def _constants() -> dict:
+    """The feature constants stored with (and checked against) the weights."""
+    return {"bands_hz": [list(b) for b in BANDS_HZ], "band_order": BAND_ORDER, "tau_s": TAU_S,
+            "step_clip": STEP_CLIP, "rel_clip": REL_CLIP, "spread_clip": SPREAD_CLIP,
+            "spread_floor": SPREAD_FLOOR, "warmup_tokens": WARMUP_TOKENS}
+
+
+def load_weights(path: Path | None = None) -> EegQualityWeights | None:
+    """The shipped EEG quality head, or None when its file is absent (shared, read-only)."""
+    return load_weights_file(EegQualityWeights, WEIGHTS_FILE if path is None else path)
+
+
+class EegQuality:
+    """Streaming artifact probability per token of one EEG session (:class:`models.sqi.QualityHead`).
+
+    Parameters
+    ----------
+    config : ModelConfig
+        The EEG model (its ``sample_rate`` and ``patch_len``).
+    n_channels : int
+        Model channels of the session.
+    weights : EegQualityWeights, optional
+        The fitted classifier; without it only :meth:`features` works (for fitting).
+    """
+
+    def __init__(self, config: ModelConfig, n_channels: int, weights: EegQualityWeights | None = None):
+        self.patch_len, self.n_channels, self.weights = int(config.patch_len), int(n_channels), weights
+        self.sos = band_filters(config.sample_rate)                               # (B, S, 6)
+        self.alpha = 1.0 / (TAU_S * config.sample_rate / config.patch_len)         # level rate per token
+        self.hold = max(1, weights.hold_tokens) if weights is not None else 1
+
+    def initial_state(self) -> dict[str, np.ndarray]:
+        """A fresh state (dict of numpy arrays)."""
+        c, b, s = self.n_channels, len(BANDS_HZ), self.sos.shape[1]
+        return {
+            "n_samples": np.asarray(0, np.int64),                   # model samples seen
+            "prev": np.zeros(c),                                     # (c,) last sample of the last complete token, µV
+            "tail": np.zeros((0, 1 + b, c)),                         # (r < P, 1 + B, c) open token: signal, bands
+            "tail_mask": np.zeros((0, c), bool),                     # (r, c)
+            "zi": np.zeros((b, s, 2, c)),                            # band filter states
+            "level": np.zeros((len(QUANTITIES), c)),                 # (Q, c) running levels, nats
+            "spread": np.zeros((len(QUANTITIES), c)),                # (Q, c) running mean |deviation|, nats
+            "n_valid": np.zeros(c, np.int64),                        # (c,) valid tokens seen per channel
+            "recent": np.zeros(self.hold - 1),                       # last raw token probabilities
+        }
+
+    def process(self, y: np.ndarray, mask: np.ndarray, state: dict[str, np.ndarray]
+                ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """One chunk of preprocessed signal.
+
+        Parameters
+        ----------
+        y : (t, c) float32
+            Model-rate samples in µV, ``t >= 0``.
+        mask : (t, c) bool
+            True where a sample is invalid.
+        state : dict of np.ndarray
+            Not modified.
+
+        Returns
+        -------
+        q : (n,) float64
+            Artifact probability of each token this chunk completes.
+        state : dict of np.ndarray
+        """
+        if self.weights is None:
+            raise ValueError("Invalid EegQuality: process needs fitted weights")
+        f, ok, state = self.features(y, mask, state)                             # (n, c, F), (n, c)
+        return self._hold(token_probability(self.weights, f, ok), state)
+
+    def _hold(self, raw: np.ndarray, state: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The largest raw probability over the last ``hold`` tokens, and the state's new ``recent``."""
+        h = self.hold - 1
+        seq = np.concatenate([state["recent"], raw])                              # (h + n,)
+        if h and len(raw):
+            q = np.lib.stride_tricks.sliding_window_view(seq, h + 1).max(axis=1)  # (n,)
+        else:
+            q = raw.copy()
+        return q, {**state, "recent": seq[len(seq) - h:].copy()}
+
+    def features(self, y: np.ndarray, mask: np.ndarray, state: dict[str, np.ndarray]
+                 ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        """Per-channel features of the tokens a chunk completes.
+
+        Parameters
+        ----------
+        y : (t, c) float
+            Model-rate samples in µV.
+        mask : (t, c) bool
+        state : dict of np.ndarray
+            Not modified.
+
+        Returns
+        -------
+        f : (n, c, F) float64
+            :data:`FEATURES` of each completed token and channel.
+        ok : (n, c) bool
+            Where ``f`` counts: the channel's token has no masked sample and the channel is warmed up.
+        state : dict of np.ndarray
+            The new state (its ``recent`` unchanged).
+        """
+        c, P = self.n_channels, self.patch_len
+        y = np.asarray(y, np.float64).reshape(-1, c)                             # (t, c) µV
+        mask = np.asarray(mask, bool).reshape(-1, c)
+        prev = state["prev"] if int(state["n_samples"]) or not len(y) else y[0]
+        bands, zi = self._bands(y, state["zi"])                                   # (t, B, c)
+        z = np.concatenate([state["tail"], np.concatenate([y[:, None], bands], axis=1)])  # (r + t, 1 + B, c)
+        zm = np.concatenate([state["tail_mask"], mask])                          # (r + t, c)
+        n = len(z) // P
+        blocks = z[:n * P].reshape(n, P, z.shape[1], c)                           # (n, P, 1 + B, c)
+        valid = ~zm[:n * P].reshape(n, P, c).any(axis=1)                          # (n, c)
+        q, kurt = _token_quantities(blocks, prev)                                  # (n, Q, c), (n, c)
+        rel, zs, ok, level, spread, n_valid = self._relative(q, valid, state["level"], state["spread"],
+                                                               state["n_valid"])
+        f = np.concatenate([rel, zs, kurt[:, None]], axis=1).transpose(0, 2, 1)   # (n, c, F)
+        new = {**state, "n_samples": np.asarray(int(state["n_samples"]) + len(y), np.int64),
+               "prev": blocks[-1, -1, 0].copy() if n else np.asarray(prev, np.float64).copy(),
+               "tail": z[n * P:].copy(), "tail_mask": zm[n * P:].copy(), "zi": zi, "level": level,
+               "spread": spread, "n_valid": n_valid}
+        return f, ok, new
+
+    def _bands(self, y: np.ndarray, zi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(t, B, c)`` band signals of ``y`` (t, c) and the new filter states."""
+        if not len(y):
+            return np.zeros((0, len(self.sos), y.shape[1])), zi
+        out, new = [], np.empty_like(zi)
+        for i, sos in enumerate(self.sos):
+            b, new[i] = sps.sosfilt(sos, y, axis=0, zi=zi[i])
+            out.append(b)
+        return np.stack(out, axis=1), new
+
+    def _relative(self, q: np.ndarray, valid: np.ndarray, level: np.ndarray, spread: np.ndarray,
+                  n_valid: np.ndarray):
+        """Quantities relative to the running levels and spreads, token by token, and the updated state.
+
+        Parameters
+        ----------
+        q : (n, Q, c) nats; valid : (n, c) bool; level, spread : (Q, c) nats; n_valid : (c,) int
+
+        Returns
+        -------
+        rel : (n, Q, c) deviation from the level, clipped to +-REL_CLIP
+        z : (n, Q, c) the same over the spread, clipped to +-REL_CLIP
+        ok : (n, c) bool; level, spread : (Q, c); n_valid : (c,)
+        """
+        level, spread, n_valid = level.copy(), spread.copy(), n_valid.copy()
+        rel, z = np.zeros_like(q), np.zeros_like(q)
+        ok = np.zeros(valid.shape, bool)
+        for i in range(len(q)):
+            v = valid[i]                                                          # (c,)
+            warm = n_valid >= WARMUP_TOKENS
+            ok[i] = v & warm
+            d = q[i] - level                                                      # (Q, c)
+            rel[i] = np.clip(d, -REL_CLIP, REL_CLIP)
+            z[i] = np.clip(d / np.maximum(spread, SPREAD_FLOOR), -REL_CLIP, REL_CLIP)
+            rate = np.where(v, np.maximum(1.0 / (n_valid + 1.0), self.alpha), 0.0)  # (c,) level rate
+            step = np.where(warm, np.clip(d, -STEP_CLIP, STEP_CLIP), d)
+            level += rate * step
+            # the spread from the second valid token on (the first has no level to deviate from)
+            rate_s = np.where(v & (n_valid > 0), np.maximum(1.0 / np.maximum(n_valid, 1), self.alpha), 0.0)
+            spread += rate_s * (np.minimum(np.abs(d), SPREAD_CLIP) - spread)
+            n_valid += v
+        return rel, z, ok, level, spread, n_valid
+
+
+def token_probability(weights: EegQualityWeights, f: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """Raw token probabilities (before the hold).
+
+    Parameters
+    ----------
+    f : (n, c, F)
+        Per-channel features.
+    ok : (n, c) bool
+        Which channels count; a token without any gets 0.
+
+    Returns
+    -------
+    (n,) float64
+    """
+    n, c, _ = f.shape
+    if n == 0 or c == 0:
+        return np.zeros(n)
+    logit = np.where(ok, weights.logit(f.reshape(n * c, -1)).reshape(n, c), -np.inf).max(axis=1)  # (n,)
+    k = ok.sum(axis=1)
+    logit = logit - weights.channel_penalty * np.sqrt(2.0 * np.log(np.maximum(k, 1)))
+    with np.errstate(over="ignore"):
+        return np.where(k > 0, 1.0 / (1.0 + np.exp(-np.where(k > 0, logit, 0.0))), 0.0)
+
+
+def _token_quantities(blocks: np.ndarray, prev: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Log quantities and log kurtosis of complete tokens.
+
+    Parameters
+    ----------
+    blocks : (n, P, 1 + B, c)
+        Each token's signal (µV, index 0) and band signals.
+    prev : (c,)
+        The sample before the first token (for its first difference), µV.
+
+    Returns
+    -------
+    q : (n, Q, c)
+        :data:`QUANTITIES` in nats (logs of µV^2 and µV per sample).
+    log_kurtosis : (n, c)
+    """
+    n, P, _, c = blocks.shape
+    if n == 0:
+        return np.zeros((0, len(QUANTITIES), c)), np.zeros((0, c))
+    x = blocks[:, :, 0]                                                           # (n, P, c)
+    before = np.concatenate([np.asarray(prev, np.float64)[None], x[:-1, -1]])    # (n, c) sample before each token
+    d = np.abs(np.diff(np.concatenate([before[:, None], x], axis=1), axis=1))     # (n, P, c)
+    power = np.mean(np.square(blocks), axis=1)                                    # (n, 1 + B, c)
+    q = np.concatenate([np.log(power + POWER_FLOOR_UV2),
+                        np.log(d.max(axis=1) + DIFF_FLOOR_UV)[:, None],
+                        np.log(d.mean(axis=1) + DIFF_FLOOR_UV)[:, None]], axis=1)
+    xc2 = np.square(x - x.mean(axis=1, keepdims=True))                          # (n, P, c)
+    m2 = np.mean(xc2, axis=1) + POWER_FLOOR_UV2                                   # (n, c)
+    m4 = np.mean(np.square(xc2), axis=1) + POWER_FLOOR_UV2 ** 2
+    return q, np.log(m4 / np.square(m2))
