@@ -14,6 +14,8 @@ Printed: CPU ms per session-second of signal (process CPU, so the SQLite thread 
 mean batch size, and the slowest tick. It is the engine's share of the server's cost; the
 websocket side (about 1 ms per session-second here, see NOTES) comes on top.
 ``--dump FILE`` saves every prediction row, so two versions of the code can be compared.
+``--compare-quality`` runs twice, with the quality heads (``models/sqi.py``) and without, and
+prints the ratio of the two costs (same run, same machine load).
 """
 
 from __future__ import annotations
@@ -57,6 +59,8 @@ async def main_async(args) -> dict:
             from models.state import StatePool
             pool = engine.pools[key] = StatePool(model.network, key[1], 16)
         s = Session.build(hello, model, pool, pool.alloc(), settings.strip_seconds)
+        if not args.quality:
+            s.sqi = s.sqi_state = None
         engine.sessions[s.id] = s
         frame = int(FRAME_S * fs)
         sessions.append((s, x, fs, frame, FRAME_S * i / args.sessions, [0]))
@@ -131,7 +135,20 @@ def main() -> int:
     ap.add_argument("--store", action="store_true", help="write history to a real SQLite store")
     ap.add_argument("--profile", default=None, help="write a cProfile of the run to this file")
     ap.add_argument("--dump", default=None, help="save every prediction row (npz) to compare versions")
+    ap.add_argument("--no-quality", dest="quality", action="store_false", help="sessions without quality heads")
+    ap.add_argument("--compare-quality", action="store_true",
+                    help="run without and with the quality heads; print the cost ratio")
     args = ap.parse_args()
+    if args.compare_quality:
+        costs = {}
+        for quality in (False, True, False, True):          # interleaved: drift in load hits both
+            args.quality = quality
+            r = asyncio.run(main_async(args))
+            costs.setdefault(quality, []).append(r["cpu"])
+            print(f"quality heads {'on ' if quality else 'off'}: CPU {r['cpu']:.2f} s")
+        off, on = min(costs[False]), min(costs[True])
+        print(f"engine CPU with / without the quality heads: {on / off:.3f} (best of 2 each)")
+        return 0
     if args.profile:
         import cProfile
         prof = cProfile.Profile(time.thread_time)  # CPU, not wall: the machine is shared

@@ -24,7 +24,9 @@ ECG (held-out records of :mod:`models.splits`):
   stored VT threshold and with a threshold chosen by 5-fold cross-validation over records; and
   from the service's VT runs (beat classifier) overlapping those 10 s.
 - NSTDB 118e00/e12/e24 (electrode motion, never trained on): noise AUROC, tokens inside the
-  noise blocks against tokens outside; false AF and VT episodes of the service's sources.
+  noise blocks against tokens outside, of the service's noise probability (the network's, fused
+  with the ECG quality head of :mod:`models.ecg_sqi`) and of the network alone; false AF and VT
+  episodes of the service's sources.
 
 EEG:
 
@@ -33,7 +35,8 @@ EEG:
   segments at x1).
 - CHB-MIT chb01: ictal vs pre-ictal AUROC on the test seizures (segment and token level).
 - Artifacts added to held-out background at the input (before preprocessing): token AUROC per
-  type, held-out types (electrode pops, motion) first.
+  type, held-out types (electrode pops, motion) first, of the service's artifact probability (the
+  network fused with the EEG quality head of :mod:`models.eeg_sqi`) and of the network alone.
 - SzCORE event scoring on a continuous stream of Bonn test segments (four non-seizure, one
   seizure, repeated), with false positives per hour, hours and latency.
 """
@@ -215,20 +218,31 @@ def _pooled_row(rows: list[list], kind: str, part: str) -> list:
             (det - false) / det if det else None, None, None, false]
 
 
-def _nstdb_row(network: Network, path: Path, name: str, offset: int = 0) -> tuple[list, np.ndarray, np.ndarray]:
+def _nstdb_row(network: Network, path: Path, name: str, offset: int = 0
+               ) -> tuple[list, np.ndarray, np.ndarray, np.ndarray]:
+    """One NSTDB record: noise AUROC of the service's noise probability (the network fused with the
+    quality head of :mod:`models.sqi`) and of the network alone, tokens inside the noise blocks
+    against the rest after the burn-in, and the service's false AF and VT episodes.
+    Returns the row, the service's scores, the in-block labels and the network's own scores."""
     rec = ecg_data.read_wfdb(path)
     fs, n = rec.sample_rate, rec.n_samples
     out = run_offline(network, rec.signal, fs)
+    alone = run_offline(network, rec.signal, fs, quality=False)
     service = rhythm_episodes(rec.signal, fs)
     blocks = ecg_data.nstdb_noise_blocks(n, fs, offset)
     times = token_times(len(out.probs), network) * fs
     inside = np.array([any(min(e, b) - max(s, a) >= 0.5 * (e - s) for a, b in blocks) for s, e in times])
     j = network.config.labels.index(NOISE)
     burn = int(BURN_IN_S * network.config.output_rate)
-    score, pos = out.probs[burn:, j], inside[burn:]
+    score, pos, own = out.probs[burn:, j], inside[burn:], alone.probs[burn:, j]
     n_af, n_vt = len(service["af"]), len(service["vt"])
     minutes = n / fs / 60
-    return [name, _nan(auroc(score, pos)), int(pos.sum()), int((~pos).sum()), n_af, n_vt, round(minutes, 1)], score, pos
+    return [name, _nan(auroc(score, pos)), _nan(auroc(own, pos)), int(pos.sum()),
+            int((~pos).sum()), n_af, n_vt, round(minutes, 1)], score, pos, own
+
+
+NSTDB_COLUMNS = ["record", "noise AUROC", "network alone", "noise tokens", "clean tokens", "AF episodes",
+                 "VT episodes", "minutes"]
 
 
 def evaluate_ecg(network: Network, data: str = "datasets", root: Path | None = None, log=None) -> dict:
@@ -246,9 +260,8 @@ def evaluate_ecg(network: Network, data: str = "datasets", root: Path | None = N
         tables.append(_table("MIT-BIH excerpts: AF and VT episodes (learning period 0)", EPISODE_COLUMNS, rows))
         path = excerpt_path("nstdb_118e24_noise")
         src = ecg_data.excerpt_source(path)
-        row, _, _ = _nstdb_row(network, path, "nstdb_118e24_noise", src[1] if src else 0)
-        tables.append(_table("NSTDB electrode-motion noise", ["record", "noise AUROC", "noise tokens", "clean tokens",
-                                                              "AF episodes", "VT episodes", "minutes"], [row]))
+        row, _, _, _ = _nstdb_row(network, path, "nstdb_118e24_noise", src[1] if src else 0)
+        tables.append(_table("NSTDB electrode-motion noise", NSTDB_COLUMNS, [row]))
         summary["noise_auroc_118e24_excerpt"] = row[1]
         summary["af_episode_se_mitdb_201_af"] = rows[0][5]
         return {"tables": tables, "summary": summary}
@@ -349,23 +362,26 @@ def evaluate_ecg(network: Network, data: str = "datasets", root: Path | None = N
         summary["cinc2015_vt_auroc"] = _nan(auroc(scores_a, truth_a))
         log("cinc2015")
     # NSTDB electrode motion
-    rows, all_s, all_p = [], [], []
+    rows, all_s, all_p, all_own = [], [], [], []
     for name in NSTDB_TEST:
         path = root / "nstdb" / name
         if (root / "nstdb" / f"{name}.hea").exists():
-            row, s, p = _nstdb_row(network, path, name)
+            row, s, p, own = _nstdb_row(network, path, name)
             rows.append(row)
             all_s.append(s)
             all_p.append(p)
+            all_own.append(own)
             summary[f"noise_auroc_{name}"] = row[1]
-            summary[f"false_af_vt_{name}"] = row[4] + row[5]
+            summary[f"noise_auroc_network_{name}"] = row[2]
+            summary[f"false_af_vt_{name}"] = row[5] + row[6]
     if rows:
         pooled = _nan(auroc(np.concatenate(all_s), np.concatenate(all_p)))
-        rows.append(["pooled", pooled, sum(r[2] for r in rows), sum(r[3] for r in rows), None, None, None])
+        own = _nan(auroc(np.concatenate(all_own), np.concatenate(all_p)))
+        rows.append(["pooled", pooled, own, sum(r[3] for r in rows), sum(r[4] for r in rows), None, None, None])
+        summary["noise_auroc_network_pooled"] = own
         summary["noise_auroc_pooled"] = pooled
-        tables.append(_table("NSTDB electrode-motion records (held-out noise type): noise AUROC, false episodes",
-                             ["record", "noise AUROC", "noise tokens", "clean tokens", "AF episodes", "VT episodes",
-                              "minutes"], rows))
+        tables.append(_table("NSTDB electrode-motion records (held-out noise type): noise AUROC (network fused with "
+                             "the quality head, and the network alone), false episodes", NSTDB_COLUMNS, rows))
         log("nstdb")
     return {"tables": tables, "summary": summary}
 
@@ -433,19 +449,22 @@ def _bonn_table(network, test, val, threshold):
 
 
 def _artifact_rows(network: Network, backgrounds: list[tuple[np.ndarray, float]], kinds, rng) -> tuple[list, dict]:
-    """Token AUROC of ``artifact`` for artifacts added at the input (raw) signal."""
+    """Token AUROC of ``artifact`` for artifacts added at the input (raw) signal: the service's
+    probability (the network fused with the EEG quality head, :mod:`models.eeg_sqi`) and the
+    network's own (``StreamOutput.quality_network``)."""
     from models.augment import ARTIFACT_SCALE, make_artifact
 
     j = network.config.labels.index(ARTIFACT)
     cfg = network.config
     rows, summary = [], {}
-    clean_scores = []
+    clean_scores, clean_own = [], []
     for x, fs in backgrounds:
         out = run_offline(network, x, fs)
         clean_scores.append(out.probs[int(BURN_IN_S * cfg.output_rate):, j])
-    neg = np.concatenate(clean_scores)
+        clean_own.append(out.quality_network[int(BURN_IN_S * cfg.output_rate):])
+    neg, neg_own = np.concatenate(clean_scores), np.concatenate(clean_own)
     for kind in kinds:
-        pos_scores = []
+        pos_scores, pos_own = [], []
         for x, fs in backgrounds:
             n, c = x.shape
             length = int(rng.uniform(1.0, 4.0) * fs)
@@ -464,13 +483,19 @@ def _artifact_rows(network: Network, backgrounds: list[tuple[np.ndarray, float]]
             t = token_times(len(out.probs), network) * fs
             inside = (t[:, 0] >= a) & (t[:, 1] <= b)
             pos_scores.append(out.probs[inside, j])
+            pos_own.append(out.quality_network[inside])
         pos = np.concatenate(pos_scores)
-        auc = _nan(auroc(np.concatenate([pos, neg]), np.concatenate([np.ones(len(pos), bool), np.zeros(len(neg), bool)])))
+        truth = np.concatenate([np.ones(len(pos), bool), np.zeros(len(neg), bool)])
+        auc = _nan(auroc(np.concatenate([pos, neg]), truth))
+        own = _nan(auroc(np.concatenate([*pos_own, neg_own]), truth))
         held = kind in ARTIFACTS_HELD_OUT
-        rows.append([kind, "held out" if held else "trained", auc, len(pos), len(neg)])
+        rows.append([kind, "held out" if held else "trained", auc, own, len(pos), len(neg)])
         summary[f"artifact_auroc_{kind}"] = auc
+        summary[f"artifact_auroc_network_{kind}"] = own
     held = [r[2] for r in rows if r[1] == "held out" and r[2] is not None]
     summary["artifact_auroc_held_out_mean"] = float(np.mean(held)) if held else None
+    held_own = [r[3] for r in rows if r[1] == "held out" and r[3] is not None]
+    summary["artifact_auroc_network_held_out_mean"] = float(np.mean(held_own)) if held_own else None
     return rows, summary
 
 
@@ -482,7 +507,7 @@ def evaluate_eeg(network: Network, data: str = "datasets", root: Path | None = N
     rng = np.random.default_rng(0)
     tables, summary = [], {}
     seg_cols = ["gain", "detector", "Se", "Sp", "AUROC", "seizure segments", "other segments"]
-    art_cols = ["artifact type", "status", "AUROC", "artifact tokens", "clean tokens"]
+    art_cols = ["artifact type", "status", "AUROC", "network alone", "artifact tokens", "clean tokens"]
     if data == "excerpts":
         from models.data.excerpts import excerpt_path
 

@@ -110,7 +110,10 @@ KNOWN_LIMITS = {
         "variant cross-validates the alarm threshold only.",
         "Heart rate, bradycardia, tachycardia and asystole are not network outputs (no numeric head trained).",
         "Electrode-motion noise (NSTDB em) is a held-out type: the noise output is trained on bw/ma at set SNRs and "
-        "CinC 2017 '~' records only.",
+        "CinC 2017 '~' records only. The service's noise probability is the network's fused (max) with the ECG "
+        "quality head (models/ecg_sqi.py, docs/quality.md), which the NSTDB rows score; the head rates records "
+        "with multiform ectopy (MIT-BIH 203, 106, 208) as poor signal at times, so suppression of alarms keeps "
+        "using the network's own noise output.",
     ],
     "eeg": [
         "Trained for minutes on one CPU thread: a first checkpoint, not a converged model.",
@@ -119,6 +122,10 @@ KNOWN_LIMITS = {
         "CHB-MIT: one patient (chb01), 10-s excerpts, split by seizure (4 train, 1 validation, 2 test): AUROC "
         "rests on 2 ictal and 2 pre-ictal excerpts. Not leave-one-seizure-out.",
         "Artifacts are synthetic (added to real background); real artifact recordings were not labelled.",
+        "The service's artifact probability is the network's fused (max) with the EEG quality head "
+        "(models/eeg_sqi.py, docs/quality.md), which the artifact rows score (the network alone next to it); an "
+        "electrode pop is only visible from its onset, so tokens of the labelled span before it cap pop's AUROC; "
+        "suppression of seizure alarms keeps using the network's own artifact output.",
         "SzCORE is scored on a stream assembled from Bonn segments (joins are discontinuities), not on long "
         "continuous recordings.",
     ],
