@@ -28,7 +28,6 @@ Per session, on the preprocessed signal (model rate, µV; :mod:`models.sqi`):
 from __future__ import annotations
 
 import bisect
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from models.config import ModelConfig
+from models.mlp import load_weights_file
 from models.qrs import RhythmMonitor
 
 PRE_S, POST_S = 0.25, 0.45   # beat window around the beat's sample, s
@@ -85,11 +85,8 @@ class EcgQualityWeights:
 
 
 def load_weights(path: Path | None = None) -> EcgQualityWeights | None:
-    """The shipped weights (``vigil-ecg-sqi.json``), or None when absent."""
-    p = Path(path) if path is not None else WEIGHTS_FILE
-    if not p.exists():
-        return None
-    return EcgQualityWeights.from_json(json.loads(p.read_text()))
+    """The shipped weights (``vigil-ecg-sqi.json``), or None when absent (shared, read-only)."""
+    return load_weights_file(EcgQualityWeights, WEIGHTS_FILE if path is None else path)
 
 
 class EcgQuality:

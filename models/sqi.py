@@ -21,9 +21,15 @@ from typing import Protocol
 import numpy as np
 
 from models.config import ModelConfig
+from models.detector import EpisodeDetector
 from models.labels import ARTIFACT, NOISE
 
 QUALITY_LABEL = {"ecg": NOISE, "eeg": ARTIFACT}  # the network column a modality's head is fused into
+# The artifact alert's episode rule on the fused column, where the network's fitted one does not
+# suit it. EEG: the network's rule (0.225 for 0.25 s) was fitted on its own output; on the fused
+# one it would fire on any brief deviation. 0.5 (the head's calibration point, chosen beforehand:
+# 0.2 % of clean validation tokens reach it) held for 1 s. ECG keeps the network's rule (0.8 for 2 s).
+FUSED_ALERT_RULES = {"eeg": EpisodeDetector(ARTIFACT, threshold=0.5, min_duration_s=1.0, join_gap_s=1.0)}
 
 
 class QualityHead(Protocol):
@@ -60,9 +66,8 @@ class QualityHead(Protocol):
         ...
 
 
-def quality_head_for(config: ModelConfig, n_channels: int) -> QualityHead | None:
-    """The quality head of ``config``'s modality for a session of ``n_channels`` model channels,
-    or None when its weights are not shipped."""
+def _head(config: ModelConfig):
+    """``(head class, its weights)`` of ``config``'s modality, or None when not shipped."""
     try:
         if config.modality == "ecg":
             from models.ecg_sqi import EcgQuality as Head
@@ -75,7 +80,24 @@ def quality_head_for(config: ModelConfig, n_channels: int) -> QualityHead | None
     except ImportError:
         return None
     weights = load_weights()
-    return Head(config, n_channels, weights) if weights is not None else None
+    return (Head, weights) if weights is not None else None
+
+
+def quality_head_for(config: ModelConfig, n_channels: int) -> QualityHead | None:
+    """The quality head of ``config``'s modality for a session of ``n_channels`` model channels,
+    or None when its weights are not shipped."""
+    found = _head(config)
+    return found[0](config, n_channels, found[1]) if found is not None else None
+
+
+def alert_detectors(config: ModelConfig, detectors: dict[str, EpisodeDetector] | None
+                    ) -> dict[str, EpisodeDetector] | None:
+    """``detectors`` with the quality label's rule replaced by :data:`FUSED_ALERT_RULES` when the
+    modality's quality head is shipped (its fused column raises the artifact alert)."""
+    rule = FUSED_ALERT_RULES.get(config.modality)
+    if detectors is None or rule is None or rule.label not in config.labels or _head(config) is None:
+        return detectors
+    return {**detectors, rule.label: rule}
 
 
 def fuse(probs: np.ndarray, q: np.ndarray, config: ModelConfig) -> np.ndarray:

@@ -10,6 +10,7 @@ import torch
 from models.checkpoint import load_model
 from models.config import ModelConfig, ecg_config, eeg_config
 from models.detector import EpisodeDetector, detectors_from_meta
+from models.sqi import alert_detectors
 from models.network import Network
 
 log = logging.getLogger(__name__)
@@ -33,9 +34,11 @@ class ServedModel:
 
     @property
     def detectors(self) -> dict[str, EpisodeDetector] | None:
-        """Episode detectors fitted in training (``meta["detectors"]``); None for an untrained model."""
+        """Episode detectors fitted in training (``meta["detectors"]``), the quality label's replaced
+        where a quality head is fused (:func:`models.sqi.alert_detectors`); None for an untrained model."""
         meta = getattr(self.network, "meta", None)
-        return detectors_from_meta(meta, self.config.labels) if meta and "detectors" in meta else None
+        fitted = detectors_from_meta(meta, self.config.labels) if meta and "detectors" in meta else None
+        return alert_detectors(self.config, fitted)
 
     def channel_index(self, channels: tuple[str, ...]) -> list[int]:
         """Which hello channels feed the model: all for EEG; the preferred leads for ECG."""

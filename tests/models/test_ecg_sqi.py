@@ -139,3 +139,17 @@ def test_floor_on_held_out_electrode_motion_noise():
     scores = nstdb_scores(load_weights(), root)
     p, inside = scores["118e12"]
     assert auroc(p, inside) >= 0.9
+
+
+def test_alert_rule_on_the_fused_column():
+    """EEG: the artifact alert uses the fused rule when the head is shipped; ECG keeps the network's."""
+    from models.config import eeg_config
+    from models.detector import EpisodeDetector
+    from models.sqi import FUSED_ALERT_RULES, alert_detectors
+
+    fitted = {"artifact": EpisodeDetector("artifact", 0.225, 0.25), "seizure": EpisodeDetector("seizure", 0.35, 3.0)}
+    got = alert_detectors(eeg_config(), fitted)
+    assert got["artifact"] == FUSED_ALERT_RULES["eeg"] and got["seizure"] == fitted["seizure"]
+    ecg_fitted = {"noise": EpisodeDetector("noise", 0.8, 2.0)}
+    assert alert_detectors(CFG, ecg_fitted) == ecg_fitted
+    assert alert_detectors(CFG, None) is None
