@@ -18,7 +18,8 @@ ECG (held-out records of :mod:`models.splits`):
   classifier was fitted on all MIT-BIH records: its held-out VT figures are the
   leave-one-record-out ones of ``python -m models.beats_fit``, shown in a table of their own.
 - CinC 2017: per-class F1 on the test records, by the network's record rule and with the AF class
-  decided by the record RR model of :mod:`models.af_record` (when shipped).
+  decided by the record model of :mod:`models.af_record` (RR irregularity and morphology; when
+  shipped).
 - CinC 2015: VT alarm decision from the VT output in the 10 s before the alarm at 300 s,
   score (TP+TN)/(TP+TN+FP+5 FN) on the test half with a bootstrap 95 % interval, with the
   stored VT threshold and with a threshold chosen by 5-fold cross-validation over records; and
@@ -310,7 +311,7 @@ def evaluate_ecg(network: Network, data: str = "datasets", root: Path | None = N
         # the summary's cinc2017_f1 is the decision in use: the record model's when shipped
         decisions = [("network rule", pred_net, "cinc2017_f1_network" if rw is not None else "cinc2017_f1")]
         if rw is not None:
-            decisions.append(("AF from the record RR model", pred, "cinc2017_f1"))
+            decisions.append(("AF from the record model (RR and morphology)", pred, "cinc2017_f1"))
         for what, guess, key in decisions:
             f1 = f1_per_class(truth, guess)
             confusion = {t: {p: sum(a == t and b == p for a, b in zip(truth, guess)) for p in "NAO~"} for t in "NAO~"}
