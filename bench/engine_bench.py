@@ -58,9 +58,7 @@ async def main_async(args) -> dict:
         if pool is None:
             from models.state import StatePool
             pool = engine.pools[key] = StatePool(model.network, key[1], 16)
-        s = Session.build(hello, model, pool, pool.alloc(), settings.strip_seconds)
-        if not args.quality:
-            s.sqi = s.sqi_state = None
+        s = Session.build(hello, model, pool, pool.alloc(), settings.strip_seconds, quality_heads=args.quality)
         engine.sessions[s.id] = s
         frame = int(FRAME_S * fs)
         sessions.append((s, x, fs, frame, FRAME_S * i / args.sessions, [0]))

@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     max_sessions: int = 2000
     strip_seconds: float = 30.0        # raw signal kept per session for alert strips
     torch_threads: int = 1             # intra-op threads of the model step (0: torch's default)
+    quality_heads: bool = True         # fuse the quality heads (models/sqi.py) into noise / artifact;
+    #                                    off: the networks' own outputs, about a quarter less engine CPU
     # Replicas (service/workers.py, service/routing.py). `vigil serve --workers N` runs N processes on
     # one port; a session-scoped REST command that reaches a replica not holding the session is
     # forwarded to the one that does, at the address it advertises in Redis.

@@ -162,7 +162,8 @@ class Engine:
         slot = await self._call(pool.alloc)
         if snapshot is not None:
             await self._call(pool.set, slot, Session.net_state(snapshot))
-        s = Session.build(hello, model, pool, slot, self.settings.strip_seconds, snapshot)
+        s = Session.build(hello, model, pool, slot, self.settings.strip_seconds, snapshot,
+                          quality_heads=self.settings.quality_heads)
         s.connection = connection
         self.sessions[s.id] = s
         return s

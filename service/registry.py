@@ -33,12 +33,16 @@ class ServedModel:
         return self.network.config
 
     @property
-    def detectors(self) -> dict[str, EpisodeDetector] | None:
-        """Episode detectors fitted in training (``meta["detectors"]``), the quality label's replaced
-        where a quality head is fused (:func:`models.sqi.alert_detectors`); None for an untrained model."""
+    def fitted_detectors(self) -> dict[str, EpisodeDetector] | None:
+        """Episode detectors fitted in training (``meta["detectors"]``); None for an untrained model."""
         meta = getattr(self.network, "meta", None)
-        fitted = detectors_from_meta(meta, self.config.labels) if meta and "detectors" in meta else None
-        return alert_detectors(self.config, fitted)
+        return detectors_from_meta(meta, self.config.labels) if meta and "detectors" in meta else None
+
+    @property
+    def detectors(self) -> dict[str, EpisodeDetector] | None:
+        """:attr:`fitted_detectors` with the quality label's replaced where a quality head is fused
+        (:func:`models.sqi.alert_detectors`): a session's alert rules."""
+        return alert_detectors(self.config, self.fitted_detectors)
 
     def channel_index(self, channels: tuple[str, ...]) -> list[int]:
         """Which hello channels feed the model: all for EEG; the preferred leads for ECG."""

@@ -41,7 +41,8 @@ def utcnow() -> datetime:
 class Session:
     """One recording being streamed (see module docstring for which thread touches what)."""
 
-    def __init__(self, hello: Hello, model: ServedModel, pool: StatePool, slot: int, strip_s: float):
+    def __init__(self, hello: Hello, model: ServedModel, pool: StatePool, slot: int, strip_s: float,
+                 quality_heads: bool = True):
         cfg = model.config
         self.hello, self.model, self.pool, self.slot = hello, model, pool, slot
         self.index = model.channel_index(hello.channels)
@@ -51,10 +52,11 @@ class Session:
                                cfg.abs_limit_uv / UNIT_SCALE[hello.units])
         ctx = AlertContext(hello.session_id, hello.patient_id, hello.modality, hello.sample_rate,
                            self.channels, {"name": model.name, "version": model.version})
-        self.alarms = Alarms(ctx, cfg.labels, cfg.output_rate, detectors=model.detectors)
+        self.alarms = Alarms(ctx, cfg.labels, cfg.output_rate,
+                             detectors=model.detectors if quality_heads else model.fitted_detectors)
         self.pre_state: PreprocessState = self.pre.init_state()
         self.quality_state: QualityState = self.quality.init_state()
-        self.sqi = quality_head_for(cfg, len(self.index))           # beside the network (models/sqi.py)
+        self.sqi = quality_head_for(cfg, len(self.index)) if quality_heads else None  # models/sqi.py
         self.sqi_state = self.sqi.initial_state() if self.sqi is not None else None
         self.n_steps = 0
         self.acked = 0
@@ -80,9 +82,9 @@ class Session:
 
     @classmethod
     def build(cls, hello: Hello, model: ServedModel, pool: StatePool, slot: int, strip_s: float,
-              snapshot: dict[str, np.ndarray] | None = None) -> "Session":
+              snapshot: dict[str, np.ndarray] | None = None, quality_heads: bool = True) -> "Session":
         """A fresh session, or one continued from :meth:`snapshot` arrays (slot loaded by the caller)."""
-        s = cls(hello, model, pool, slot, strip_s)
+        s = cls(hello, model, pool, slot, strip_s, quality_heads)
         if snapshot is not None:
             meta = orjson.loads(snapshot["meta"].tobytes())
             s.pre_state = PreprocessState.from_arrays(_part(snapshot, "pre."))
