@@ -10,8 +10,9 @@ so it carries to a kind of noise it was not fitted on (NSTDB electrode motion).
 
 Per session, on the preprocessed signal (model rate, µV; :mod:`models.sqi`):
 
-1. the QRS detector of :mod:`models.qrs` on lead 0, fed one token at a time (so which beats are
-   known at a token is a function of the signal alone, however it was chunked);
+1. the QRS detector of :mod:`models.qrs` on lead 0, fed whole 1-s blocks counted from the
+   session's start (so which beats are known at a token is a function of the signal alone,
+   however it was chunked, and the detector costs one call a second);
 2. per beat and lead, the window ``[-PRE_S, +POST_S]`` around the beat, its median removed, is
    compared with up to ``N_TEMPLATES`` running-mean templates (a beat updates the one it matches
    with correlation >= ``MATCH``, else it replaces the least used one); its *residual* is
@@ -41,6 +42,7 @@ from models.qrs import RhythmMonitor
 PRE_S, POST_S = 0.25, 0.45   # beat window around the beat's sample, s
 WINDOW_S = 8.0               # beats of this many seconds before a token's end make its features
 BUFFER_S = 6.0               # model signal kept, s (search-back beats are reported up to ~3.4 s late)
+BLOCK_S = 1.0                # the QRS detector runs on whole blocks of this long (its cost is per call)
 MIN_BEATS = 3                # fewer beats in the window: probability 0
 N_TEMPLATES = 4
 MATCH = 0.8                  # correlation that makes a beat update a template
@@ -110,7 +112,8 @@ class EcgQuality:
         self.monitor = RhythmMonitor(self.fs)
         self.pre, self.post = round(PRE_S * self.fs), round(POST_S * self.fs)
         self.window_n = round(WINDOW_S * self.fs)
-        self.keep = max(round(BUFFER_S * self.fs), self.pre + self.post + self.patch)
+        self.block = max(1, round(BLOCK_S * self.fs / self.patch)) * self.patch   # samples, whole tokens
+        self.keep = max(round(BUFFER_S * self.fs), self.pre + self.post + self.patch, self.block + self.patch)
 
     # --- state ---------------------------------------------------------------------------------
     def initial_state(self) -> dict[str, np.ndarray]:
@@ -141,10 +144,11 @@ class EcgQuality:
                  ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
         """Per completed token: features (n, len(FEATURES)), whether defined (n,) bool, new state.
 
-        A beat is *ready* at ``max(decided + monitor.post + 1, beat + POST_S)`` samples: then every
-        chunking has reported it and its window has arrived. Token ``k`` (ending at sample
-        ``e_k``) measures the ready beats with ``ready <= e_k`` in ready order, then takes the
-        measured beats of ``[e_k - WINDOW_S, e_k)``.
+        The QRS detector runs on whole ``BLOCK_S`` blocks of model samples counted from the
+        session's start (its cost is per call; the service's chunks are about 0.25 s): a beat it
+        reports at the end ``B`` of a block is *ready* at ``max(B, beat + POST_S)``, a function of
+        the signal alone. Token ``k`` (ending at sample ``e_k``) measures the ready beats with
+        ``ready <= e_k`` in ready order, then takes the measured beats of ``[e_k - WINDOW_S, e_k)``.
         """
         x = np.where(np.asarray(mask, bool), np.nan, np.asarray(y, np.float64)).reshape(-1, self.c)
         st = dict(state)
@@ -156,19 +160,23 @@ class EcgQuality:
         if n_tok == 0:
             return feats, ok, st
         start = int(st["n"])
-        m = {k[2:]: v for k, v in st.items() if k.startswith("m.")}
-        upd, m = self.monitor.process(x[:, 0], start, m)
-        st.update({f"m.{k}": v for k, v in m.items()})
-        ready = np.maximum(upd.decided + self.monitor.post + 1, upd.beats + self.post)
-        pend = np.concatenate([st["pending"], np.stack([upd.beats, ready], 1).astype(np.int64)])
-        pend = pend[np.lexsort((pend[:, 0], pend[:, 1]))]                  # by ready, then beat
         buf = np.concatenate([st["buf"], x])
         buf_first = start + len(x) - len(buf)
+        pend = st["pending"]
         beats, res = st["beats"].tolist(), [list(r) for r in st["res"]]
         tpl, count = st["tpl"].copy(), st["count"].copy()
-        i, last = 0, None
+        i, last, m = 0, None, None
         for k in range(n_tok):
             end = start + (k + 1) * self.patch
+            if end % self.block == 0:                                       # a block is complete
+                if m is None:
+                    m = {key[2:]: v for key, v in st.items() if key.startswith("m.")}
+                upd, m = self.monitor.process(buf[end - self.block - buf_first:end - buf_first, 0],
+                                              end - self.block, m)
+                if len(upd.beats):
+                    new = np.stack([upd.beats, np.maximum(end, upd.beats + self.post)], 1).astype(np.int64)
+                    pend = np.concatenate([pend[i:], new])
+                    pend, i = pend[np.lexsort((pend[:, 0], pend[:, 1]))], 0  # by ready, then beat
             while i < len(pend) and pend[i, 1] <= end:
                 b, r = int(pend[i, 0]), int(pend[i, 1])
                 a = b - self.pre
@@ -182,9 +190,10 @@ class EcgQuality:
             lo = bisect.bisect_left(beats, end - self.window_n)
             key = (lo, len(beats))
             if key != last:
-                f_k, ok_k, last = _window_features(res[lo:]), None, key
-                ok_k = f_k is not None
-            feats[k], ok[k] = (f_k if ok_k else 0.0), ok_k
+                f_k, last = _window_features(res[lo:]), key
+            feats[k], ok[k] = (f_k, True) if f_k is not None else (0.0, False)
+        if m is not None:
+            st.update({f"m.{key}": v for key, v in m.items()})
         lo = bisect.bisect_left(beats, start + len(x) - self.window_n)
         st["beats"], st["res"] = np.asarray(beats[lo:], np.int64), np.asarray(res[lo:], np.float64).reshape(-1, self.c)
         st["pending"], st["tpl"], st["count"] = pend[i:], tpl, count
