@@ -125,7 +125,9 @@ KNOWN_LIMITS = {
         "The service's artifact probability is the network's fused (max) with the EEG quality head "
         "(models/eeg_sqi.py, docs/quality.md), which the artifact rows score (the network alone next to it); an "
         "electrode pop is only visible from its onset, so tokens of the labelled span before it cap pop's AUROC; "
-        "suppression of seizure alarms keeps using the network's own artifact output.",
+        "suppression of seizure alarms keeps using the network's own artifact output. The service's artifact alert "
+        "on the fused column uses p >= 0.5 for 1 s (models.sqi.FUSED_ALERT_RULES), not the artifact detector in "
+        "the table above, which was fitted on the network's own output.",
         "SzCORE is scored on a stream assembled from Bonn segments (joins are discontinuities), not on long "
         "continuous recordings.",
     ],
