@@ -190,6 +190,50 @@ ARTIFACT_SCALE = {"blink": (3.0, 10.0), "emg": (1.5, 5.0), "pop": (4.0, 15.0), "
                   "line": (1.0, 5.0)}
 
 
+ARTIFACT_START_S = 3.0  # an input artifact starts after this (the evaluation's burn-in, models.evaluate)
+
+
+def insert_artifact(x: np.ndarray, fs: float, kind: str, rng: np.random.Generator,
+                    start_s: float = ARTIFACT_START_S) -> tuple[np.ndarray, int, int, np.ndarray]:
+    """One artifact added at the raw input (before preprocessing): 1-4 s after ``start_s``, on a
+    random subset of the channels, scaled to each channel's SD (how ``vigil evaluate eeg`` and the
+    EEG quality head's fit insert them).
+
+    Parameters
+    ----------
+    x : (n, c) float32
+        Background, µV at ``fs`` Hz.
+    kind : str
+        ``flat`` or a :func:`make_artifact` type.
+    rng : np.random.Generator
+    start_s : float
+        Earliest start, s.
+
+    Returns
+    -------
+    y : (n, c) float32
+        The signal with the artifact.
+    a, b : int
+        Its span, input samples ``[a, b)``.
+    chans : (k,) int
+        The channels it was added to.
+    """
+    n, c = x.shape
+    length = int(rng.uniform(1.0, 4.0) * fs)
+    a = int(rng.integers(int(start_s * fs), max(int(start_s * fs) + 1, n - length)))
+    b = min(n, a + length)
+    chans = rng.choice(c, size=int(rng.integers(1, c + 1)), replace=False)
+    y = x.copy()
+    sd = np.nanstd(x[:, chans], axis=0).clip(1.0)
+    if kind == "flat":
+        y[a:b, chans] = np.nanmean(x[:, chans], axis=0)
+    else:
+        lo, hi = ARTIFACT_SCALE[kind]
+        for i, ch in enumerate(chans):
+            y[a:b, ch] += (make_artifact(kind, b - a, fs, rng) * sd[i] * rng.uniform(lo, hi)).astype(np.float32)
+    return y, a, b, chans
+
+
 def eeg_artifact(w: Window, rng: np.random.Generator, kind: str, config: ModelConfig) -> Window:
     """Add one artifact of type ``kind`` to a stretch of a window, on a random subset of the
     channels, and set the ``artifact`` target there (``line`` stays 0: the notch removes it)."""

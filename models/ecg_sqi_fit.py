@@ -35,7 +35,7 @@ from rich.table import Table
 
 from models.augment import ECG_SNRS_DB
 from models.config import ecg_config
-from models.data.ecg import nstdb_noise_blocks, read_nstdb_noise, read_wfdb
+from models.data.ecg import nstdb_noise_blocks, read_nstdb_noise, read_wfdb, tokens_in_blocks
 from models.data.paths import datasets_dir
 from models.ecg_sqi import FEATURES, WEIGHTS_FILE, EcgQuality, EcgQualityWeights
 from models.preprocess import Preprocessor
@@ -76,11 +76,6 @@ def token_features(x: np.ndarray, fs: float) -> tuple[np.ndarray, np.ndarray, np
     return f, ok, np.stack([first, pre.input_index((k + 1) * cfg.patch_len - 1)], 1)
 
 
-def _inside(spans: np.ndarray, blocks: list[tuple[int, int]]) -> np.ndarray:
-    """Tokens with at least half their span inside one of ``blocks``."""
-    return np.array([any(min(e, b) - max(s, a) >= 0.5 * (e - s) for a, b in blocks) for s, e in spans], bool)
-
-
 def _band_rms(x: np.ndarray, band: np.ndarray) -> np.ndarray:
     """(c,) RMS of ``x`` (t, c) in the model's pass band (what the network and the head see)."""
     return np.sqrt(np.mean(np.square(sosfiltfilt(band, x, axis=0)), axis=0)).clip(1e-9)
@@ -113,8 +108,8 @@ def _dataset(records: list[str], root: Path, noise: dict[str, np.ndarray], rng, 
         x = rec.signal[:round(minutes * 60 * fs)]
         y, blocks = noisy_record(x, fs, noise, rng)
         f, ok, spans = token_features(y, fs)
-        pos = _inside(spans, [(a, b) for a, b, s in blocks if s <= POSITIVE_DB])
-        unknown = _inside(spans, [(a, b) for a, b, s in blocks if POSITIVE_DB < s <= UNKNOWN_DB])
+        pos = tokens_in_blocks(spans, [(a, b) for a, b, s in blocks if s <= POSITIVE_DB])
+        unknown = tokens_in_blocks(spans, [(a, b) for a, b, s in blocks if POSITIVE_DB < s <= UNKNOWN_DB])
         keep = ok & ~unknown & (spans[:, 1] >= BURN_IN_S * fs)
         feats.append(f[keep])
         labels.append(pos[keep])
@@ -148,7 +143,7 @@ def nstdb_scores(weights: EcgQualityWeights, root: Path) -> dict[str, tuple[np.n
         rec = read_wfdb(root / "nstdb" / name)
         f, ok, spans = token_features(rec.signal, rec.sample_rate)
         p = np.where(ok, weights.prob(f), 0.0)
-        inside = _inside(spans, nstdb_noise_blocks(rec.n_samples, rec.sample_rate))
+        inside = tokens_in_blocks(spans, nstdb_noise_blocks(rec.n_samples, rec.sample_rate))
         keep = spans[:, 1] >= BURN_IN_S * rec.sample_rate
         out[name] = (p[keep], inside[keep])
     return out

@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import inspect
 import json
 import time
 from dataclasses import dataclass, field
@@ -55,12 +54,11 @@ from rich.console import Console
 from rich.progress import track
 from rich.table import Table
 
-from models.augment import ARTIFACT_SCALE, make_artifact
+from models.augment import insert_artifact  # noqa: F401 (the artifacts of models.evaluate; tests use it from here)
 from models.config import ModelConfig, eeg_config
 from models.data import eeg as eeg_data
 from models.data.paths import datasets_dir
 from models.eeg_sqi import FEATURES, WEIGHTS_FILE, EegQuality, EegQualityWeights, token_probability
-from models.labels import ARTIFACT
 from models.preprocess import Preprocessor
 from models.record_rules import auroc
 from models.splits import (ARTIFACTS_HELD_OUT, ARTIFACTS_NEGATIVE, ARTIFACTS_TRAIN, EEGMMIDB_RUNS, TEST, TRAIN,
@@ -74,50 +72,13 @@ HOLDS = (1, 2, 4, 8)          # output holds (tokens) tried on validation
 SHIFTS = tuple(-0.5 * i for i in range(9))  # logit shifts (a lower prior of artifacts) tried on validation
 MAX_HIGH_CLEAN = 0.01         # validation: at most this share of clean tokens >= HIGH ...
 MAX_HIGH_SEIZURE = 0.02       # ... and of seizure tokens (alone and streamed)
-BURN_IN_S = 3.0               # as models.evaluate: artifacts start after it, clean tokens count from it
+BURN_IN_S = 3.0               # as models.evaluate: tokens count from it (artifacts start after it too)
 PIECE_S = 20.0                # EEGMMIDB runs are cut in pieces this long, s
 HIGH = 0.5                    # a fused probability at or above this suppresses seizure alarms
 COMMAND = "python -m models.eeg_sqi_fit"
 
 
 # --- signals -------------------------------------------------------------------------------
-
-def insert_artifact(x: np.ndarray, fs: float, kind: str, rng: np.random.Generator
-                    ) -> tuple[np.ndarray, int, int, np.ndarray]:
-    """One artifact added at the raw input, exactly as :func:`models.evaluate._artifact_rows`
-    does it (same random draws in the same order).
-
-    Parameters
-    ----------
-    x : (n, c) float32
-        Background, µV at ``fs`` Hz.
-    kind : str
-        ``flat`` or a :func:`models.augment.make_artifact` type.
-
-    Returns
-    -------
-    y : (n, c) float32
-        The signal with the artifact.
-    a, b : int
-        Its span, input samples ``[a, b)``.
-    chans : (k,) int
-        The channels it was added to.
-    """
-    n, c = x.shape
-    length = int(rng.uniform(1.0, 4.0) * fs)
-    a = int(rng.integers(int(BURN_IN_S * fs), max(int(BURN_IN_S * fs) + 1, n - length)))
-    b = min(n, a + length)
-    chans = rng.choice(c, size=int(rng.integers(1, c + 1)), replace=False)
-    y = x.copy()
-    sd = np.nanstd(x[:, chans], axis=0).clip(1.0)
-    if kind == "flat":
-        y[a:b, chans] = np.nanmean(x[:, chans], axis=0)
-    else:
-        lo, hi = ARTIFACT_SCALE[kind]
-        for i, ch in enumerate(chans):
-            y[a:b, ch] += (make_artifact(kind, b - a, fs, rng) * sd[i] * rng.uniform(lo, hi)).astype(np.float32)
-    return y, a, b, chans
-
 
 def inside_tokens(n_tokens: int, config: ModelConfig, fs: float, a: int, b: int) -> np.ndarray:
     """``(n,)`` bool: tokens inside input samples ``[a, b)`` (token times as models.evaluate)."""
@@ -280,10 +241,7 @@ def network_probs(network, x: np.ndarray, fs: float) -> np.ndarray:
         return np.zeros(0)
     from models.stream import run_offline
 
-    # run_offline fuses the shipped quality head unless told not to (quality=False, where it can be)
-    alone = {"quality": False} if "quality" in inspect.signature(run_offline).parameters else {}
-    out = run_offline(network, x, fs, **alone)
-    return out.probs[:, network.config.labels.index(ARTIFACT)].astype(np.float64)
+    return run_offline(network, x, fs, quality=False).quality_network.astype(np.float64)
 
 
 def training_tokens(runs: list[Run], rng: np.random.Generator) -> dict[str, np.ndarray]:

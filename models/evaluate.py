@@ -228,14 +228,12 @@ def _nstdb_row(network: Network, path: Path, name: str, offset: int = 0
     rec = ecg_data.read_wfdb(path)
     fs, n = rec.sample_rate, rec.n_samples
     out = run_offline(network, rec.signal, fs)
-    alone = run_offline(network, rec.signal, fs, quality=False)
     service = rhythm_episodes(rec.signal, fs)
-    blocks = ecg_data.nstdb_noise_blocks(n, fs, offset)
-    times = token_times(len(out.probs), network) * fs
-    inside = np.array([any(min(e, b) - max(s, a) >= 0.5 * (e - s) for a, b in blocks) for s, e in times])
+    inside = ecg_data.tokens_in_blocks(token_times(len(out.probs), network) * fs,
+                                       ecg_data.nstdb_noise_blocks(n, fs, offset))
     j = network.config.labels.index(NOISE)
     burn = int(BURN_IN_S * network.config.output_rate)
-    score, pos, own = out.probs[burn:, j], inside[burn:], alone.probs[burn:, j]
+    score, pos, own = out.probs[burn:, j], inside[burn:], out.quality_network[burn:]
     n_af, n_vt = len(service["af"]), len(service["vt"])
     minutes = n / fs / 60
     return [name, _nan(auroc(score, pos)), _nan(auroc(own, pos)), int(pos.sum()),
@@ -453,7 +451,7 @@ def _artifact_rows(network: Network, backgrounds: list[tuple[np.ndarray, float]]
     """Token AUROC of ``artifact`` for artifacts added at the input (raw) signal: the service's
     probability (the network fused with the EEG quality head, :mod:`models.eeg_sqi`) and the
     network's own (``StreamOutput.quality_network``)."""
-    from models.augment import ARTIFACT_SCALE, make_artifact
+    from models.augment import insert_artifact
 
     j = network.config.labels.index(ARTIFACT)
     cfg = network.config
@@ -467,19 +465,7 @@ def _artifact_rows(network: Network, backgrounds: list[tuple[np.ndarray, float]]
     for kind in kinds:
         pos_scores, pos_own = [], []
         for x, fs in backgrounds:
-            n, c = x.shape
-            length = int(rng.uniform(1.0, 4.0) * fs)
-            a = int(rng.integers(int(BURN_IN_S * fs), max(int(BURN_IN_S * fs) + 1, n - length)))
-            b = min(n, a + length)
-            chans = rng.choice(c, size=int(rng.integers(1, c + 1)), replace=False)
-            y = x.copy()
-            sd = np.nanstd(x[:, chans], axis=0).clip(1.0)
-            if kind == "flat":
-                y[a:b, chans] = np.nanmean(x[:, chans], axis=0)
-            else:
-                lo, hi = ARTIFACT_SCALE[kind]
-                for i, ch in enumerate(chans):
-                    y[a:b, ch] += (make_artifact(kind, b - a, fs, rng) * sd[i] * rng.uniform(lo, hi)).astype(np.float32)
+            y, a, b, _ = insert_artifact(x, fs, kind, rng, start_s=BURN_IN_S)
             out = run_offline(network, y, fs)
             t = token_times(len(out.probs), network) * fs
             inside = (t[:, 0] >= a) & (t[:, 1] <= b)

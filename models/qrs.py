@@ -108,16 +108,11 @@ class RhythmUpdate:
         asystole is active; nan when no RR interval is known (start, after a gap).
     events : list of RateEvent
         Condition transitions decided in this call, in order.
-    decided : np.ndarray
-        ``(n_beats,)`` int64 the sample at which each beat was decided (its candidate peak, or the
-        search-back or learning-end timer): a beat is reported by the first call whose chunk
-        reaches ``decided + post`` samples (``RhythmMonitor.post``), whatever the chunking.
     """
 
     beats: np.ndarray
     hr_bpm: float
     events: list[RateEvent] = field(default_factory=list)
-    decided: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
 
 # Scalar state, stored as 0-d arrays. Indices are absolute samples; -1 = none / disarmed.
@@ -272,17 +267,15 @@ class RhythmMonitor:
             raise ValueError(f"Invalid x: expected shape (n,), got {x.shape}")
         first_sample, end = int(first_sample), int(state["end"])
         if int(state["origin"]) >= 0 and first_sample > end:   # a gap: missing samples first
-            beats, decided, events = [], [], []
+            beats, events = [], []
             while end < first_sample:
                 n = min(first_sample - end, GAP_BLOCK)
                 upd, state = self.process(np.full(n, np.nan), end, state)
                 beats.append(upd.beats)
-                decided.append(upd.decided)
                 events += upd.events
                 end += n
             upd, state = self.process(x, first_sample, state)
-            return RhythmUpdate(np.concatenate([*beats, upd.beats]), upd.hr_bpm, events + upd.events,
-                                np.concatenate([*decided, upd.decided])), state
+            return RhythmUpdate(np.concatenate([*beats, upd.beats]), upd.hr_bpm, events + upd.events), state
         s = _S(state)
         if s.origin < 0:
             s.origin = s.end = s.h = first_sample
@@ -308,9 +301,8 @@ class RhythmMonitor:
         trans_up = cur_v[trans - h0]                           # True: gap ends (resume)
 
         beats: list[int] = []
-        decided: list[int] = []
         events: list[RateEvent] = []
-        self._run_events(s, cands, trans, trans_up, h1, beats, events, decided)
+        self._run_events(s, cands, trans, trans_up, h1, beats, events)
 
         s.h, s.end = h1, e
         s.prev_valid = int(valid[-1]) if len(x) else s.prev_valid
@@ -322,8 +314,7 @@ class RhythmMonitor:
             hr = 60.0 * self.fs / float(np.median(ar["rr"][RR_KEEP - s.n_rr:]))
         else:
             hr = float("nan")
-        return (RhythmUpdate(np.asarray(beats, dtype=np.int64), hr, events, np.asarray(decided, dtype=np.int64)),
-                s.to_dict())
+        return RhythmUpdate(np.asarray(beats, dtype=np.int64), hr, events), s.to_dict()
 
     def _candidates(self, buf_m, buf_a, buf_s, buf_v, bs, h0, h1) -> np.ndarray:
         """Candidate peaks in ``[h0, h1)``: ``(c, 4)`` rows ``[p, height, loc, slope]``."""
@@ -350,9 +341,8 @@ class RhythmMonitor:
         return out
 
     # --- decisions ------------------------------------------------------------------------------
-    def _run_events(self, s: _S, cands, trans, trans_up, h1, beats, events, decided) -> None:
-        """Advance the decision logic over candidates, gap edges and timers below ``h1``; the
-        sample of each decision that made beats goes to ``decided`` (one entry per beat).
+    def _run_events(self, s: _S, cands, trans, trans_up, h1, beats, events) -> None:
+        """Advance the decision logic over candidates, gap edges and timers below ``h1``.
 
         Events at the same sample run in the order: gap edge, learning end, search-back,
         asystole, candidate; a timer re-armed in the past fires at once. The order depends on
@@ -383,7 +373,6 @@ class RhythmMonitor:
             else:
                 self._candidate(s, cands[ic], beats, events)
                 ic += 1
-            decided += [t] * (len(beats) - len(decided))   # this decision's beats
 
     def _gap_edge(self, s: _S, t: int, up: bool, events) -> None:
         """Signal resumes (``up``) or is lost at sample ``t``."""

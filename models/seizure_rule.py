@@ -74,9 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     path = resolve(args.model)
     network = load_model(path)
     rate = network.config.output_rate
-    trained = detectors_from_meta(network.meta, network.config.labels)[SEIZURE]
-    trained = network.meta.get("seizure_alert_rule", {}).get("trained", trained.to_dict())
-    trained = EpisodeDetector(**trained)
+    stored = network.meta.get("seizure_alert_rule", {}).get("trained")    # a refit starts from training's rule
+    trained = EpisodeDetector(**stored) if stored else detectors_from_meta(network.meta, network.config.labels)[SEIZURE]
     segs = segment_probs(network, datasets_dir() / "bonn")
     grid, chosen = [], None
     for min_s, thr in itertools.product(MIN_S, THRESHOLDS):          # latency first, then threshold

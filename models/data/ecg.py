@@ -298,6 +298,12 @@ def nstdb_noise_blocks(
     return out
 
 
+def tokens_in_blocks(spans: np.ndarray, blocks: list[tuple[int, int]]) -> np.ndarray:
+    """``(n,)`` bool: the token spans ``(n, 2)`` (first and last sample) with at least half their
+    length inside one of the sample intervals ``blocks`` (how noise tokens are labelled)."""
+    return np.array([any(min(e, b) - max(s, a) >= 0.5 * (e - s) for a, b in blocks) for s, e in spans], bool)
+
+
 def nstdb_snr_db(path: str | Path) -> float:
     """SNR in dB of an NSTDB noisy record, from its header comment ``(SNR = 24 dB)``."""
     for line in wfdb.rdheader(_record_path(path)).comments:

@@ -1,5 +1,5 @@
 """ECG quality head (:mod:`models.ecg_sqi`) and its fusion into the stream (:mod:`models.sqi`):
-chunk invariance through saved states, the QRS detector's decision samples it relies on, noise
+chunk invariance through saved states, noise
 raising the probability on a real excerpt, the shipped weights, the logistic fit, and a floor on
 the held-out electrode-motion noise of NSTDB 118e12."""
 
@@ -19,7 +19,6 @@ from models.data.paths import datasets_dir
 from models.ecg_sqi import FEATURES, EcgQuality, EcgQualityWeights, load_weights
 from models.ecg_sqi_fit import fit_logistic, nstdb_scores
 from models.preprocess import Preprocessor
-from models.qrs import RhythmMonitor
 from models.record_rules import auroc
 from models.sqi import fuse, quality_head_for
 from models.state import arrays_to_bytes, bytes_to_arrays
@@ -66,26 +65,6 @@ def test_any_chunking_and_saved_states_give_the_same_probabilities():
             parts.append(q)
             st = bytes_to_arrays(arrays_to_bytes(st))                      # as a snapshot stores it
         np.testing.assert_allclose(np.concatenate(parts), whole, rtol=1e-12, atol=0)
-
-
-def test_beats_are_reported_by_the_first_call_reaching_their_decision_sample():
-    """What the head relies on: ``decided`` does not depend on the chunking, and a beat comes in
-    the first call whose chunk reaches ``decided + post + 1`` samples."""
-    x, fs = excerpt("mitdb_201_af")
-    lead = x[: int(90 * fs), 0]
-    mon = RhythmMonitor(fs)
-    one, _ = mon.process(lead, 0, mon.initial_state())
-    assert len(one.beats) > 50 and len(one.decided) == len(one.beats)
-    assert (one.decided >= one.beats).all()
-    st, beats, decided = mon.initial_state(), [], []
-    edges = [0, *random_bounds(len(lead), fs, np.random.default_rng(5)), len(lead)]
-    for a, b in zip(edges[:-1], edges[1:]):
-        upd, st = mon.process(lead[a:b], a, st)
-        assert ((upd.decided + mon.post + 1 <= b) & (upd.decided + mon.post + 1 > a)).all()
-        beats.append(upd.beats)
-        decided.append(upd.decided)
-    np.testing.assert_array_equal(np.concatenate(beats), one.beats)
-    np.testing.assert_array_equal(np.concatenate(decided), one.decided)
 
 
 def test_noise_raises_the_probability_and_clean_signal_keeps_it_low():
