@@ -29,7 +29,7 @@ from rich.console import Console
 from rich.progress import track
 from rich.table import Table
 
-from models.beats import FEATURES, WEIGHTS_FILE, BeatClassifier, BeatWeights
+from models.beats import FEATURES, GATE_VT, WEIGHTS_FILE, BeatClassifier, BeatWeights, VtGate
 from models.data.ecg import mitdb_beats, mitdb_rhythms, read_wfdb
 from models.data.episodes import vt_episodes
 from models.data.labels import RHYTHM_VF, RHYTHM_VFL, RHYTHM_VT, VENTRICULAR_BEATS
@@ -59,8 +59,27 @@ def record_beats(path: Path) -> dict:
         if abs(ref[i] - b) <= MATCH_S * fs:
             label[k] = int(sym[i] in VENTRICULAR_BEATS)
     return {"fs": fs, "n": len(x), "beats": beats, "features": feats, "info": info, "label": label,
+            "gate": network_gate(x, fs, beats),
             "vt": vt_episodes(ref, sym, fs), "v_runs3": ventricular_runs(ref, np.isin(sym, list(VENTRICULAR_BEATS)), 3)
             + [(s, e) for lab, s, e in mitdb_rhythms(path) if lab in (RHYTHM_VT, RHYTHM_VFL, RHYTHM_VF)]}
+
+
+def network_gate(x: np.ndarray, fs: float, beats: np.ndarray) -> np.ndarray:
+    """``(m,)`` the shipped ECG network's largest ``vt`` probability near each beat (the beat
+    classifier's gate, :class:`models.beats.VtGate`), streamed as the service streams it; nan
+    when the network is not installed."""
+    try:
+        from models.checkpoint import load_model, resolve
+        from models.labels import VT
+        from models.stream import run_offline
+
+        network = load_model(resolve("vigil-ecg"))
+    except (ImportError, FileNotFoundError):
+        return np.full(len(beats), np.nan)
+    out = run_offline(network, x, fs)
+    gate = VtGate(out.sample, out.probs[:, network.config.labels.index(VT)], np.inf)
+    clf = BeatClassifier(fs)
+    return np.array([gate.value(int(b), clf.gate_pre, clf.gate_post) for b in beats])
 
 
 def stream_features(x: np.ndarray, fs: float, beats: np.ndarray, weights: BeatWeights | None = None
@@ -117,14 +136,17 @@ def ventricular_runs(samples: np.ndarray, flag: np.ndarray, n_min: int) -> list[
     return out
 
 
-def vt_runs(beats: np.ndarray, p: np.ndarray, info: np.ndarray, fs: float, threshold: float) -> list[tuple[int, int]]:
+def vt_runs(beats: np.ndarray, p: np.ndarray, info: np.ndarray, fs: float, threshold: float,
+            gate: np.ndarray | None = None) -> list[tuple[int, int]]:
     """Detected VT runs ``[onset, end)`` of ``beats`` with probabilities ``p`` (nan: no window) and run
-    inputs ``info``, replayed through :meth:`models.beats.BeatClassifier.run_step` (the service's rule)."""
+    inputs ``info``, replayed through :meth:`models.beats.BeatClassifier.run_step` (the service's rule);
+    ``gate`` (m,): the network's vt probability near each beat (:func:`network_gate`; None: no gate)."""
     clf = BeatClassifier(fs)
     st = {k: v for k, v in clf.initial_state().items() if k in ("run", "run_sim", "vt_onset", "alt_beats", "alt_info")}
     events: list = []
-    for b, pb, i in zip(np.asarray(beats).tolist(), p, info):
-        clf.run_step(st, int(b), float(pb), i, events, threshold)
+    gated = np.zeros(len(beats), bool) if gate is None else np.nan_to_num(gate, nan=0.0) >= GATE_VT
+    for b, pb, i, g in zip(np.asarray(beats).tolist(), p, info, gated):
+        clf.run_step(st, int(b), float(pb), i, events, threshold, gated=bool(g))
     out, onset = [], None
     for e in events:
         if e.end_sample is None:
@@ -151,7 +173,7 @@ def score_record(r: dict, w: BeatWeights) -> dict:
     is_v = ok & (p >= w.threshold)
     lab = r["label"]
     tp = int((is_v & (lab == 1)).sum())
-    det = vt_runs(r["beats"], p, r["info"], r["fs"], w.threshold)
+    det = vt_runs(r["beats"], p, r["info"], r["fs"], w.threshold, r.get("gate"))
     ref = r["vt"]
     hit = sum(any(s < e2 and s2 < e for s2, e2 in det) for s, e in ref)
     true_det = sum(any(s < e2 and s2 < e for s2, e2 in ref) for s, e in det)
@@ -177,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     recs = {}
     if args.cache and args.cache.exists():
         recs = {k: r for k, r in np.load(args.cache, allow_pickle=True)["recs"].item().items()
-                if "info" in r and r["features"].shape[1:] == (len(FEATURES),)}   # a stale cache is redone
+                if "gate" in r and r["features"].shape[1:] == (len(FEATURES),)}   # a stale cache is redone
     for name in track([n for n in names if n not in recs], description="beats and features", console=console):
         recs[name] = record_beats(root / name)
     if args.cache:

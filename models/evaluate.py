@@ -146,7 +146,8 @@ def cv_threshold_alarms(scores: np.ndarray, truth: np.ndarray, rng: np.random.Ge
 
 # --- ECG -----------------------------------------------------------------------------------
 
-def rhythm_episodes(x: np.ndarray, fs: float, chunk_s: float = 1.0) -> dict[str, list[tuple[int, int]]]:
+def rhythm_episodes(x: np.ndarray, fs: float, chunk_s: float = 1.0, network_out: StreamOutput | None = None,
+                    network: Network | None = None) -> dict[str, list[tuple[int, int]]]:
     """AF and VT episodes of the service's rhythm source over a recording.
 
     Parameters
@@ -157,6 +158,9 @@ def rhythm_episodes(x: np.ndarray, fs: float, chunk_s: float = 1.0) -> dict[str,
         Hz.
     chunk_s : float
         Chunk length (s) fed to :class:`service.alarms.sources.RhythmSource`, as the service does.
+    network_out, network : StreamOutput, Network, optional
+        The network's outputs over ``x`` and the network: their ``vt`` column is the beat
+        classifier's gate (:class:`models.beats.VtGate`), as in the service. None: no gate.
 
     Returns
     -------
@@ -169,12 +173,17 @@ def rhythm_episodes(x: np.ndarray, fs: float, chunk_s: float = 1.0) -> dict[str,
 
     mon = RhythmMonitor(fs)
     beats = beat_classifier_for(mon)
-    src = RhythmSource(mon, beats, af_detector_for(mon, beats))
+    src = RhythmSource(mon, beats, af_detector_for(mon, beats), gate=network_out is not None)
     st, step = src.initial_state(), max(1, round(chunk_s * fs))
+    if network_out is not None:   # the steps each chunk completes arrive with it, as in the service
+        step_end, p_vt = network_out.sample, network_out.probs[:, network.config.labels.index(VT)]
     out: dict[str, list[tuple[int, int]]] = {"af": [], "vt": []}
     open_: dict[str, int] = {}
     for a in range(0, len(x), step):
         b = min(len(x), a + step)
+        if network_out is not None:
+            sel = (step_end >= a) & (step_end < b)
+            src.add_steps(st, step_end[sel], p_vt[sel])
         for typ, kind, smp, _ in src.update(st, x[a:b], a, flush=b == len(x)):
             if kind not in out:
                 continue
@@ -191,7 +200,7 @@ def _mitdb_rows(network: Network, path: Path, name: str, part: str, learning_s: 
     rec = ecg_data.read_wfdb(path)
     fs, n = rec.sample_rate, rec.n_samples
     out = run_offline(network, rec.signal, fs)
-    service = rhythm_episodes(rec.signal, fs)
+    service = rhythm_episodes(rec.signal, fs, network_out=out, network=network)
     rhythms = ecg_data.mitdb_rhythms(path)
     beats, symbols = ecg_data.mitdb_beats(path)
     ref_af = af_episodes(rhythms, fs, n, learning_s=learning_s)
@@ -228,7 +237,7 @@ def _nstdb_row(network: Network, path: Path, name: str, offset: int = 0
     rec = ecg_data.read_wfdb(path)
     fs, n = rec.sample_rate, rec.n_samples
     out = run_offline(network, rec.signal, fs)
-    service = rhythm_episodes(rec.signal, fs)
+    service = rhythm_episodes(rec.signal, fs, network_out=out, network=network)
     inside = ecg_data.tokens_in_blocks(token_times(len(out.probs), network) * fs,
                                        ecg_data.nstdb_noise_blocks(n, fs, offset))
     j = network.config.labels.index(NOISE)
@@ -335,7 +344,8 @@ def evaluate_ecg(network: Network, data: str = "datasets", root: Path | None = N
             out = run_offline(network, rec.signal, rec.sample_rate)
             fs = rec.sample_rate
             lo, hi = round(ALARM_WINDOW_S[0] * fs), round(ALARM_WINDOW_S[1] * fs)
-            runs.append(any(a < hi and lo < b for a, b in rhythm_episodes(rec.signal[:hi], fs)["vt"]))
+            vt = rhythm_episodes(rec.signal[:hi], fs, network_out=out, network=network)["vt"]
+            runs.append(any(a < hi and lo < b for a, b in vt))
             p = det.smooth(out.probs[:, j], cfg.output_rate)
             t = token_times(len(p), network)
             sel = (t[:, 1] > ALARM_WINDOW_S[0]) & (t[:, 1] <= ALARM_WINDOW_S[1])

@@ -34,6 +34,7 @@ from typing import Any, Callable
 import numpy as np
 
 from models.detector import DEFAULT_DETECTORS, EpisodeDetector
+from models.labels import VT
 from service import constants as C
 from service.alarms import settings as S
 from service.alarms.sources import (LabelRule, LabelTracker, LossTracker, RhythmSource, af_detector_for,
@@ -113,7 +114,7 @@ class Alarms:
         if rhythm is not None:
             monitor = rhythm(ctx.sample_rate)
             beats = beat_classifier_for(monitor)
-            self.rhythm = RhythmSource(monitor, beats, af_detector_for(monitor, beats))
+            self.rhythm = RhythmSource(monitor, beats, af_detector_for(monitor, beats), gate=VT in self.labels)
         else:
             self.rhythm = None
         self.loss = LossTracker(ctx.sample_rate)
@@ -236,6 +237,9 @@ class Alarms:
         """
         out: list[dict] = []
         self._loss(stretches, end, out)
+        if self.rhythm is not None and probs is not None and len(probs) and VT in self.labels:
+            # the network's vt output confirms beats the classifier is unsure of (models/beats.py)
+            self.rhythm.add_steps(self._state["rhythm"], samples, probs[:, self.labels.index(VT)])
         if self.rhythm is not None and x is not None and (len(x) or flush):
             try:
                 events = self.rhythm.update(self._state["rhythm"], x, first, flush)

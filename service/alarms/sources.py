@@ -197,15 +197,20 @@ class RhythmSource:
     """
 
     BATCH_S = 1.0
+    GATE_KEEP_S = 10.0      # the network's vt outputs kept for beats still to be reported, s (> RHYTHM_LAG_S)
+    GATE_MAX_WAIT_S = 2.0   # a beat waits at most this long for the network's outputs (a caller
+                            # that gives none); in the service they lag the signal by < 0.2 s
 
-    def __init__(self, monitor: Any, beats: Any | None = None, af: Any | None = None):
+    def __init__(self, monitor: Any, beats: Any | None = None, af: Any | None = None, gate: bool = False):
         self.monitor, self.beats = monitor, beats
+        self.gate = bool(gate) and beats is not None   # the network's vt output confirms unsure beats
         self.af = af if beats is not None else None
         self.kinds = RATE_KINDS + (("vt",) if beats is not None else ()) + (("af",) if self.af is not None else ())
         self.vt_threshold: float | None = None   # the beat classifier's (None: the fitted one)
         self.af_threshold: float | None = None   # the AF detector's (None: the fitted one)
         fs = float(getattr(monitor, "fs", 250.0))
         self.batch_n = max(1, round(self.BATCH_S * fs))
+        self.gate_keep_n, self.gate_wait_n = round(self.GATE_KEEP_S * fs), round(self.GATE_MAX_WAIT_S * fs)
         try:
             from models import qrs
             self.asystole_n, self.run_beats = round(qrs.ASYSTOLE_S * fs), {"bradycardia": qrs.BRADY_BEATS,
@@ -218,7 +223,19 @@ class RhythmSource:
         samples not yet given to them (they run once ``BATCH_S`` of signal has gathered: their cost
         is per call)."""
         return {"m": self.monitor.initial_state(), "b": self.beats.initial_state() if self.beats else None,
-                "a": self.af.initial_state() if self.af else None, "beats": [], "buf": np.zeros((0, 1)), "end": 0}
+                "a": self.af.initial_state() if self.af else None, "beats": [], "buf": np.zeros((0, 1)), "end": 0,
+                "vt": {"s": [], "p": [], "h": -1}}
+
+    def add_steps(self, st: dict, samples: np.ndarray, p_vt: np.ndarray) -> None:
+        """The network's ``vt`` probabilities of output steps ending at ``samples`` (the beat
+        classifier's gate, :class:`models.beats.VtGate`); :meth:`update` drops those no beat still
+        to come can look at."""
+        if not self.gate or not len(samples):
+            return
+        g = st.setdefault("vt", {"s": [], "p": [], "h": -1})
+        g["s"] += [int(v) for v in np.asarray(samples).tolist()]
+        g["p"] += [round(float(v), 6) for v in np.asarray(p_vt).tolist()]
+        g["h"] = max(int(g["h"]), g["s"][-1])
 
     def export(self, st: dict) -> dict:
         """``st`` as JSON-able data (exact)."""
@@ -236,7 +253,8 @@ class RhythmSource:
         buf = decode_arrays(st["buf"])["x"]
         return {**st, "m": decode_arrays(st["m"]), "b": b if self.beats is not None else None,
                 "a": a if self.af is not None else None,
-                "buf": buf if buf.ndim == 2 else buf[:, None]}
+                "buf": buf if buf.ndim == 2 else buf[:, None],
+                "vt": st.get("vt") or {"s": [], "p": [], "h": -1}}   # (a snapshot from before the gate)
 
     def update(self, st: dict, x: np.ndarray, first: int, flush: bool = False) -> list[tuple[str, str, int, int]]:
         """Events ``(type, kind, sample, established)`` once ``BATCH_S`` of signal has gathered (or at
@@ -257,8 +275,21 @@ class RhythmSource:
         update, st["m"] = self.monitor.process(buf[:, 0], st["end"], st["m"])
         runs, af_events = [], []
         if self.beats is not None:
+            gate = None
+            if self.gate:
+                from models.beats import VtGate
+
+                g = st.setdefault("vt", {"s": [], "p": [], "h": -1})
+                horizon = math.inf if flush else max(int(g["h"]), st["end"] + len(buf) - 1 - self.gate_wait_n)
+                gate = VtGate(np.asarray(g["s"], np.int64), np.asarray(g["p"], np.float64), horizon)
             classified, runs, st["b"] = self.beats.process(buf, st["end"], update.beats, st["b"], flush=flush,
-                                                           threshold=self.vt_threshold)
+                                                           threshold=self.vt_threshold, gate=gate)
+            if gate is not None:   # keep the outputs near beats still pending or still to be reported
+                pending = st["b"]["pending"]
+                keep_from = min(st["end"] + len(buf) - self.gate_keep_n,
+                                int(pending.min()) if len(pending) else math.inf) - self.beats.gate_pre
+                k = int(np.searchsorted(gate.samples, keep_from))
+                g["s"], g["p"] = g["s"][k:], g["p"][k:]
             if self.af is not None:
                 _, af_events, st["a"] = self.af.process([(s, p) for s, _, p, _ in classified], st["a"],
                                                         threshold=self.af_threshold)

@@ -140,3 +140,82 @@ def test_alternating_run_rule():
         clf.run_step(st, int(b), 0.01 if i % 2 else 0.6, info, ev, 0.9)
     clf.run_step(st, int(beats[-1] + 200), 0.01, np.array([0.99, 0.99, 0.5, 0.5, 1.0, 1.0]), ev, 0.9)
     assert [e.end_sample for e in ev] == [None, int(beats[-1] + 200)]
+
+
+def run_source_gated(x, fs, bounds, step_end, p_vt, roundtrip=False):
+    """As :func:`run_source` with the network's vt outputs (steps ending at ``step_end``) fed
+    with the chunk that completes them, as the alarm engine feeds them."""
+    mon = RhythmMonitor(fs)
+    src = RhythmSource(mon, beat_classifier_for(mon), gate=True)
+    st = src.initial_state()
+    events = []
+    cuts = [0, *bounds, len(x)]
+    for a, b in zip(cuts[:-1], cuts[1:]):
+        if roundtrip:
+            st = src.load(orjson.loads(orjson.dumps(src.export(st), option=orjson.OPT_SERIALIZE_NUMPY)))
+        sel = (step_end >= a) & (step_end < b)
+        src.add_steps(st, step_end[sel], p_vt[sel])
+        events += src.update(st, x[a:b], a, flush=b == len(x))
+    return events
+
+
+def test_network_gate_makes_unsure_beats_ventricular():
+    """Five fast, alike beats with p 0.5 form a run only with the network's vt output near them;
+    p below GATE_P never does."""
+    from models.beats import GATE_P, GATE_VT, VtGate
+
+    fs = 250.0
+    clf = BeatClassifier(fs, 2, load_weights())
+    beats = np.arange(5) * int(0.5 * fs) + 1000          # 120 bpm
+    info = np.array([1.0, 1.0, 1.0, 1.0, 0.0, 0.0])       # alike, not the dominant beat
+
+    def runs(p, gated):
+        st = clf.initial_state()
+        events = []
+        for b in beats:
+            clf.run_step(st, int(b), p, info, events, None, gated=gated)
+        return events
+
+    assert runs(0.5, False) == []
+    assert [(e.onset_sample, e.established) for e in runs(0.5, True)] == [(int(beats[0]), int(beats[-1]))]
+    assert runs(GATE_P - 0.05, True) == []
+    gate = VtGate(np.array([100, 200, 300]), np.array([0.0, GATE_VT, 0.0]), horizon=300)
+    assert gate.value(250, 60, 10) == GATE_VT and gate.value(400, 60, 10) == 0.0
+    assert gate.ready(np.array([250, 295]), 10).tolist() == [True, False]
+
+
+def test_gate_same_events_for_any_chunking_and_snapshots(excerpt_203):
+    """With the gate, beats wait for the network's outputs: any chunking and snapshot round trip
+    still give the same events; a silent network changes nothing."""
+    x, fs, _ = excerpt_203
+    x = x[: int(70 * fs)].copy()
+    step_end = np.arange(int(0.1 * fs) - 1, len(x), int(0.1 * fs))
+    none = run_source_gated(x, fs, [], step_end, np.zeros(len(step_end)))
+    assert none == run_source(x, fs, [])
+    p_vt = np.repeat(np.random.default_rng(4).random(len(step_end) // 20 + 1), 20)[: len(step_end)]
+    whole = run_source_gated(x, fs, [], step_end, p_vt)
+    assert any(e[1] == "vt" for e in whole)
+    assert run_source_gated(x, fs, list(range(37, len(x), 37)), step_end, p_vt) == whole
+    rng = np.random.default_rng(5)
+    assert run_source_gated(x, fs, random_bounds(len(x), fs, rng), step_end, p_vt, roundtrip=True) == whole
+
+
+def test_beats_wait_for_the_network_outputs(excerpt_203):
+    """A beat is classified only once the network's outputs cover GATE_POST_S after it, or once
+    GATE_MAX_WAIT_S has passed (a caller that gives no outputs)."""
+    from models.beats import GATE_POST_S
+
+    x, fs, _ = excerpt_203
+    n = int(20 * fs)
+    mon = RhythmMonitor(fs)
+    src = RhythmSource(mon, beat_classifier_for(mon), gate=True)
+    st = src.initial_state()
+    src.add_steps(st, np.array([int(10 * fs)]), np.array([0.0]))   # outputs up to 10 s only
+    src.update(st, x[:n], 0)
+    pending = st["b"]["pending"]
+    horizon = max(10 * fs, n - 1 - src.gate_wait_n)
+    assert len(pending) and (pending + round(GATE_POST_S * fs) > horizon).all()
+    ungated = RhythmSource(mon, beat_classifier_for(mon))
+    st2 = ungated.initial_state()
+    ungated.update(st2, x[:n], 0)
+    assert len(st2["b"]["pending"]) < len(pending)
