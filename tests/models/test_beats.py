@@ -219,3 +219,25 @@ def test_beats_wait_for_the_network_outputs(excerpt_203):
     st2 = ungated.initial_state()
     ungated.update(st2, x[:n], 0)
     assert len(st2["b"]["pending"]) < len(pending)
+
+
+def test_state_from_before_the_gate_resumes(excerpt_203):
+    """A rhythm state saved before the gate existed (no ``vt`` key) loads and goes on, as the same
+    stream with a network that said nothing before the snapshot."""
+    x, fs, _ = excerpt_203
+    x = x[: int(40 * fs)]
+    cut = int(20 * fs)
+    step_end = np.arange(int(0.1 * fs) - 1, len(x), int(0.1 * fs))
+    p_vt = np.where(step_end >= cut, 1.0, 0.0)
+    mon = RhythmMonitor(fs)
+    src = RhythmSource(mon, beat_classifier_for(mon), gate=True)
+    st = src.initial_state()
+    before = src.update(st, x[:cut], 0)
+    old = src.export(st)
+    old.pop("vt")                                            # as a snapshot from before the gate
+    st = src.load(orjson.loads(orjson.dumps(old, option=orjson.OPT_SERIALIZE_NUMPY)))
+    sel = step_end >= cut
+    src.add_steps(st, step_end[sel], p_vt[sel])
+    after = src.update(st, x[cut:], cut, flush=True)
+    whole = run_source_gated(x, fs, [cut], step_end, p_vt)
+    assert before + after == whole
