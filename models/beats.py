@@ -261,7 +261,6 @@ class BeatClassifier:
         ready = todo + self.post + self.lag < new_end
         if gate is not None and not flush:
             ready &= gate.ready(todo, self.gate_post)
-        ready &= np.cumprod(ready).astype(bool)           # in order: a beat never overtakes an earlier one
         out, events = [], []
         for b in todo[ready].tolist():
             f = self._features(int(b), buf, buf_start, st)

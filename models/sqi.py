@@ -100,6 +100,22 @@ def alert_detectors(config: ModelConfig, detectors: dict[str, EpisodeDetector] |
     return {**detectors, rule.label: rule}
 
 
+def network_quality(probs: np.ndarray, config: ModelConfig) -> np.ndarray | None:
+    """``(n,)`` a copy of the network's own quality column of ``probs`` (n, L), before a head is
+    fused into it (what suppresses alarms); None when the model has no such label."""
+    label = QUALITY_LABEL.get(config.modality)
+    return probs[:, config.labels.index(label)].copy() if label in config.labels else None
+
+
+def restored_head(head: QualityHead | None, saved: dict[str, np.ndarray]
+                  ) -> tuple[QualityHead | None, dict[str, np.ndarray] | None]:
+    """``(head, state)`` of a session resumed from a snapshot whose head state is ``saved`` (its
+    ``sqi.`` arrays); a snapshot from before the quality heads (none saved) resumes without one."""
+    if head is None or not saved:
+        return None, None
+    return head, saved
+
+
 def fuse(probs: np.ndarray, q: np.ndarray, config: ModelConfig) -> np.ndarray:
     """``probs`` (n, L) with the quality column replaced by ``max(network, head)`` (a new array)."""
     label = QUALITY_LABEL.get(config.modality)

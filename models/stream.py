@@ -18,7 +18,7 @@ import torch
 
 from models.network import Network
 from models.preprocess import PreprocessState, Preprocessor
-from models.sqi import QUALITY_LABEL, fuse, quality_head_for
+from models.sqi import fuse, network_quality, quality_head_for, restored_head
 from models.state import SlotOutput, arrays_to_bytes, bytes_to_arrays, state_from_arrays, state_to_arrays
 
 
@@ -83,9 +83,9 @@ class SessionStream:
         steps = np.arange(self.n_steps, self.n_steps + n)
         self.n_steps += n
         probs = out.probs[0, :n].numpy()
-        label = QUALITY_LABEL.get(self.network.config.modality)
-        quality_network = (probs[:, self.network.config.labels.index(label)].copy()
-                           if label in self.network.config.labels else np.zeros(n, np.float32))
+        quality_network = network_quality(probs, self.network.config)
+        if quality_network is None:
+            quality_network = np.zeros(n, np.float32)
         if self.sqi is not None:
             q, self.sqi_state = self.sqi.process(y, mask, self.sqi_state)
             probs = fuse(probs, q, self.network.config)
@@ -108,11 +108,8 @@ class SessionStream:
         self.pre_state = PreprocessState.from_arrays({k[4:]: v for k, v in arrays.items() if k.startswith("pre.")})
         self.state = state_from_arrays({k[4:]: v for k, v in arrays.items() if k.startswith("net.")})
         self.n_steps = int(arrays["steps"])
-        sqi = {k[4:]: v for k, v in arrays.items() if k.startswith("sqi.")}
-        if self.sqi is not None and not sqi:      # a snapshot from before the quality head: off
-            self.sqi = self.sqi_state = None
-        elif self.sqi is not None:
-            self.sqi_state = sqi
+        self.sqi, self.sqi_state = restored_head(self.sqi, {k[4:]: v for k, v in arrays.items()
+                                                            if k.startswith("sqi.")})
 
 
 def run_offline(network: Network, x: np.ndarray, input_rate: float, units: str = "uV",

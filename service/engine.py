@@ -20,7 +20,7 @@ from typing import Any, Callable
 import numpy as np
 import orjson
 
-from models.sqi import QUALITY_LABEL, fuse
+from models.sqi import fuse, network_quality
 from models.state import StatePool, bytes_to_arrays
 from models.stream import step_samples
 from service import constants as C
@@ -541,7 +541,7 @@ def _quality(s: Session, y: np.ndarray, mask: np.ndarray, out) -> np.ndarray | N
     turned off for the session (logged); the network's output then stands."""
     if s.sqi is None:
         return None
-    network_q = out.probs[:, s.model.config.labels.index(QUALITY_LABEL[s.model.config.modality])].copy()
+    network_q = network_quality(out.probs, s.model.config)
     try:
         q, s.sqi_state = s.sqi.process(y, mask, s.sqi_state)
         out.probs = fuse(out.probs, q, s.model.config)

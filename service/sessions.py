@@ -19,7 +19,7 @@ import numpy as np
 import orjson
 
 from models.preprocess import UNIT_SCALE, PreprocessState, Preprocessor
-from models.sqi import quality_head_for
+from models.sqi import quality_head_for, restored_head
 from models.state import StatePool, arrays_to_bytes, state_from_arrays, state_to_arrays
 from service import constants as C
 from service.alerts import FLAT_S, AlertContext, Alarms, iso
@@ -89,11 +89,7 @@ class Session:
             meta = orjson.loads(snapshot["meta"].tobytes())
             s.pre_state = PreprocessState.from_arrays(_part(snapshot, "pre."))
             s.quality_state = QualityState.from_arrays(_part(snapshot, "q."))
-            sqi = _part(snapshot, "sqi.")
-            if s.sqi is not None and not sqi:   # a snapshot from before the quality head: off
-                s.sqi = s.sqi_state = None
-            elif s.sqi is not None:
-                s.sqi_state = sqi
+            s.sqi, s.sqi_state = restored_head(s.sqi, _part(snapshot, "sqi."))
             s.n_steps, s.acked = meta["n_steps"], meta["next_sample"]
             s.n_received = s.acked
             s.started_at = parse_time(meta["started_at"])

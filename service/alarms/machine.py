@@ -237,7 +237,7 @@ class Alarms:
         """
         out: list[dict] = []
         self._loss(stretches, end, out)
-        if self.rhythm is not None and probs is not None and len(probs) and VT in self.labels:
+        if self.rhythm is not None and self.rhythm.gate and probs is not None and len(probs):
             # the network's vt output confirms beats the classifier is unsure of (models/beats.py)
             self.rhythm.add_steps(self._state["rhythm"], samples, probs[:, self.labels.index(VT)])
         if self.rhythm is not None and x is not None and (len(x) or flush):

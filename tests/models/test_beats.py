@@ -29,17 +29,22 @@ def excerpt_203():
     return rec.signal.astype(np.float64), rec.sample_rate, vt_episodes(beats, symbols, rec.sample_rate)
 
 
-def run_source(x, fs, bounds, roundtrip=False):
+def run_source(x, fs, bounds, roundtrip=False, steps=None):
     """VT and rate events of ``x`` cut at ``bounds`` through a fresh RhythmSource (JSON state
-    round trip at every boundary when ``roundtrip``)."""
+    round trip at every boundary when ``roundtrip``). ``steps``: ``(step_end, p_vt)``, the
+    network's vt outputs, fed with the chunk that completes them as the alarm engine feeds them
+    (the network gate); None: no gate."""
     mon = RhythmMonitor(fs)
-    src = RhythmSource(mon, beat_classifier_for(mon))
+    src = RhythmSource(mon, beat_classifier_for(mon), gate=steps is not None)
     st = src.initial_state()
     events = []
     cuts = [0, *bounds, len(x)]
     for a, b in zip(cuts[:-1], cuts[1:]):
         if roundtrip:
             st = src.load(orjson.loads(orjson.dumps(src.export(st), option=orjson.OPT_SERIALIZE_NUMPY)))
+        if steps is not None:
+            sel = (steps[0] >= a) & (steps[0] < b)
+            src.add_steps(st, steps[0][sel], steps[1][sel])
         events += src.update(st, x[a:b], a, flush=b == len(x))
     return events
 
@@ -142,23 +147,6 @@ def test_alternating_run_rule():
     assert [e.end_sample for e in ev] == [None, int(beats[-1] + 200)]
 
 
-def run_source_gated(x, fs, bounds, step_end, p_vt, roundtrip=False):
-    """As :func:`run_source` with the network's vt outputs (steps ending at ``step_end``) fed
-    with the chunk that completes them, as the alarm engine feeds them."""
-    mon = RhythmMonitor(fs)
-    src = RhythmSource(mon, beat_classifier_for(mon), gate=True)
-    st = src.initial_state()
-    events = []
-    cuts = [0, *bounds, len(x)]
-    for a, b in zip(cuts[:-1], cuts[1:]):
-        if roundtrip:
-            st = src.load(orjson.loads(orjson.dumps(src.export(st), option=orjson.OPT_SERIALIZE_NUMPY)))
-        sel = (step_end >= a) & (step_end < b)
-        src.add_steps(st, step_end[sel], p_vt[sel])
-        events += src.update(st, x[a:b], a, flush=b == len(x))
-    return events
-
-
 def test_network_gate_makes_unsure_beats_ventricular():
     """Five fast, alike beats with p 0.5 form a run only with the network's vt output near them;
     p below GATE_P never does."""
@@ -190,14 +178,14 @@ def test_gate_same_events_for_any_chunking_and_snapshots(excerpt_203):
     x, fs, _ = excerpt_203
     x = x[: int(70 * fs)].copy()
     step_end = np.arange(int(0.1 * fs) - 1, len(x), int(0.1 * fs))
-    none = run_source_gated(x, fs, [], step_end, np.zeros(len(step_end)))
+    none = run_source(x, fs, [], steps=(step_end, np.zeros(len(step_end))))
     assert none == run_source(x, fs, [])
     p_vt = np.repeat(np.random.default_rng(4).random(len(step_end) // 20 + 1), 20)[: len(step_end)]
-    whole = run_source_gated(x, fs, [], step_end, p_vt)
+    whole = run_source(x, fs, [], steps=(step_end, p_vt))
     assert any(e[1] == "vt" for e in whole)
-    assert run_source_gated(x, fs, list(range(37, len(x), 37)), step_end, p_vt) == whole
+    assert run_source(x, fs, list(range(37, len(x), 37)), steps=(step_end, p_vt)) == whole
     rng = np.random.default_rng(5)
-    assert run_source_gated(x, fs, random_bounds(len(x), fs, rng), step_end, p_vt, roundtrip=True) == whole
+    assert run_source(x, fs, random_bounds(len(x), fs, rng), roundtrip=True, steps=(step_end, p_vt)) == whole
 
 
 def test_beats_wait_for_the_network_outputs(excerpt_203):
@@ -239,5 +227,5 @@ def test_state_from_before_the_gate_resumes(excerpt_203):
     sel = step_end >= cut
     src.add_steps(st, step_end[sel], p_vt[sel])
     after = src.update(st, x[cut:], cut, flush=True)
-    whole = run_source_gated(x, fs, [cut], step_end, p_vt)
+    whole = run_source(x, fs, [cut], steps=(step_end, p_vt))
     assert before + after == whole
