@@ -29,7 +29,7 @@ from rich.console import Console
 from rich.progress import track
 from rich.table import Table
 
-from models.beats import FEATURES, GATE_VT, WEIGHTS_FILE, BeatClassifier, BeatWeights, VtGate
+from models.beats import FEATURES, WEIGHTS_FILE, BeatClassifier, BeatWeights, VtGate
 from models.data.ecg import mitdb_beats, mitdb_rhythms, read_wfdb
 from models.data.episodes import vt_episodes
 from models.data.labels import RHYTHM_VF, RHYTHM_VFL, RHYTHM_VT, VENTRICULAR_BEATS
@@ -142,11 +142,12 @@ def vt_runs(beats: np.ndarray, p: np.ndarray, info: np.ndarray, fs: float, thres
     inputs ``info``, replayed through :meth:`models.beats.BeatClassifier.run_step` (the service's rule);
     ``gate`` (m,): the network's vt probability near each beat (:func:`network_gate`; None: no gate)."""
     clf = BeatClassifier(fs)
-    st = {k: v for k, v in clf.initial_state().items() if k in ("run", "run_sim", "vt_onset", "alt_beats", "alt_info")}
+    st = {k: v for k, v in clf.initial_state().items()
+          if k in ("run", "run_sim", "vt_onset", "alt_beats", "alt_info", "strong")}
     events: list = []
-    gated = np.zeros(len(beats), bool) if gate is None else np.nan_to_num(gate, nan=0.0) >= GATE_VT
-    for b, pb, i, g in zip(np.asarray(beats).tolist(), p, info, gated):
-        clf.run_step(st, int(b), float(pb), i, events, threshold, gated=bool(g))
+    vt = np.zeros(len(beats)) if gate is None else np.nan_to_num(gate, nan=0.0)
+    for b, pb, i, g in zip(np.asarray(beats).tolist(), p, info, vt):
+        clf.run_step(st, int(b), float(pb), i, events, threshold, vt=float(g))
     out, onset = [], None
     for e in events:
         if e.end_sample is None:

@@ -161,7 +161,7 @@ def test_network_gate_makes_unsure_beats_ventricular():
         st = clf.initial_state()
         events = []
         for b in beats:
-            clf.run_step(st, int(b), p, info, events, None, gated=gated)
+            clf.run_step(st, int(b), p, info, events, None, vt=GATE_VT if gated else 0.0)
         return events
 
     assert runs(0.5, False) == []
@@ -170,6 +170,36 @@ def test_network_gate_makes_unsure_beats_ventricular():
     gate = VtGate(np.array([100, 200, 300]), np.array([0.0, GATE_VT, 0.0]), horizon=300)
     assert gate.value(250, 60, 10) == GATE_VT and gate.value(400, 60, 10) == 0.0
     assert gate.ready(np.array([250, 295]), 10).tolist() == [True, False]
+
+
+def _unalike_events(p, vt, rr_s=0.5, n=8, fs=250.0):
+    """Run events of ``n`` fast beats with probability ``p`` whose shapes differ from beat to beat
+    (correlation 0.2 with the one before), the network's vt output ``vt`` near the third."""
+    clf = BeatClassifier(fs, 2, load_weights())
+    st, events = clf.initial_state(), []
+    beats = (np.arange(n) * rr_s * fs).astype(int) + 1000
+    info = np.array([0.2, 0.2, 0.2, 0.2, 0.0, 0.0])
+    for i, b in enumerate(beats):
+        clf.run_step(st, int(b), p, info, events, None, vt=vt if i == 2 else 0.0)
+    clf.run_step(st, int(beats[-1] + rr_s * fs), 0.01, info, events, None)
+    return beats, events
+
+
+def test_confident_network_waives_likeness():
+    """Unalike fast beats (polymorphic VT) with p >= STRONG_P form a run only when the network's vt
+    output reaches STRONG_VT near one of them; the run then lasts while its beats stay ventricular
+    (p >= 0.9 here), and a slow rate, a lower p or a weaker network make none."""
+    from models.beats import GATE_VT, STRONG_P, STRONG_VT
+
+    beats, events = _unalike_events(0.95, STRONG_VT)
+    assert [(e.onset_sample, e.established, e.end_sample) for e in events] == [
+        (int(beats[0]), int(beats[4]), None), (int(beats[0]), int(beats[0]), int(beats[-1] + 125))]
+    beats, events = _unalike_events(0.8, STRONG_VT)               # under the threshold: the run lasts
+    assert [e.end_sample for e in events] == [None, int(beats[7])]  # while the network's vt is near
+    assert _unalike_events(0.95, STRONG_VT - 0.01)[1] == []     # p >= 0.9 alone: not alike
+    assert _unalike_events(STRONG_P - 0.05, 1.0)[1] == []
+    assert _unalike_events(0.95, 1.0, rr_s=0.7)[1] == []        # <= 100 bpm
+    assert _unalike_events(0.95, GATE_VT)[1] == []
 
 
 def test_gate_same_events_for_any_chunking_and_snapshots(excerpt_203):
