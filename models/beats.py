@@ -246,7 +246,8 @@ class BeatClassifier:
         gate : VtGate, optional
             The network's ``vt`` outputs so far: a beat waits until they cover ``GATE_POST_S``
             after it, and with p >= ``GATE_P`` it is ventricular when they reach ``GATE_VT`` near
-            it. None: the classifier alone.
+            it; where they reach ``STRONG_VT`` a run needs no likeness (the confident network).
+            None: the classifier alone.
 
         Returns
         -------
