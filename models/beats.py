@@ -41,8 +41,8 @@ ventricular (p >= ``ALT_P``) and the others not the patient's dominant beat on b
 bidirectional VT whose every other beat resembles the dominant beat on one lead is otherwise
 called ventricular only every other beat, so 5 in a row never form). A run ends at the first
 beat that is neither ventricular nor the last of such an alternating window (``end`` = that beat)
-or where the signal is lost; a run begun by a confident network also continues while the last 5 beats
-still meet that rule (at any rate).
+or where the signal is lost; a run also continues while the last 5 beats meet the confident-network
+rule (at any rate).
 
 All state is a dict of numpy arrays; any chunking gives the same classes and runs (a beat is
 classified once its window has arrived, so it may wait one call).
@@ -92,8 +92,8 @@ GATE_PRE_S, GATE_POST_S = 1.0, 0.5
 # network's vt probability >= STRONG_VT near one of them (the same window as the gate) are a VT run
 # whatever their shapes (polymorphic VT; wide complexes the QRS detector marks at different points).
 # Chosen on the CinC 2015 training half with the MIT-BIH and NSTDB false runs as the constraint: the
-# training half's score is the same for STRONG_P 0.5-0.8 with STRONG_VT 0.2-0.3 (0.2 adds a false run
-# on MIT-BIH 203, above 0.3 a true alarm is lost); STRONG_P in the middle, STRONG_VT where no false
+# training half's score is the same for STRONG_P 0.5-0.8 with STRONG_VT 0.15-0.3 (below 0.3 a false
+# run on MIT-BIH 203, at 0.4 a true alarm is lost); STRONG_P in the middle, STRONG_VT where no false
 # run is added (docs/beats.md, "Confident network").
 STRONG_P = 0.7
 STRONG_VT = 0.3
@@ -418,7 +418,7 @@ class BeatClassifier:
             return
         if is_v and len(run) >= VT_BEATS:
             k = run[-VT_BEATS:]
-            bpm = 60.0 * self.fs * (VT_BEATS - 1) / max(1, int(k[-1] - k[0]))
+            bpm = self._bpm(k[0], k[-1], VT_BEATS)
             similar = float(np.median(np.nan_to_num(st["run_sim"], nan=-1.0))) >= RUN_SIMILARITY
             if bpm > VT_BPM and similar:
                 st["vt_onset"] = np.asarray(int(k[0]), np.int64)
@@ -434,13 +434,17 @@ class BeatClassifier:
             st["vt_onset"] = np.asarray(k0, np.int64)
             events.append(RunEvent(k0, b))
 
+    def _bpm(self, first: float, last: float, n: int) -> float:
+        """Mean rate (bpm) of ``n`` beats from sample ``first`` to sample ``last``."""
+        return 60.0 * self.fs * (n - 1) / max(1, int(last - first))
+
     def _confident(self, st: dict, rate: bool = True) -> bool:
         """Whether the last ``VT_BEATS`` classified beats all have p >= ``STRONG_P`` and the network's
         vt output reaches ``STRONG_VT`` near one of them (faster than ``VT_BPM`` when ``rate``)."""
         k = st["strong"]
         if len(k) < VT_BEATS or k[:, 1].min() < STRONG_P or k[:, 2].max() < STRONG_VT:
             return False
-        return not rate or 60.0 * self.fs * (VT_BEATS - 1) / max(1.0, k[-1, 0] - k[0, 0]) > VT_BPM
+        return not rate or self._bpm(k[0, 0], k[-1, 0], VT_BEATS) > VT_BPM
 
     def _alternating(self, st: dict, p_min: float, rate: bool = True) -> bool:
         """Whether the last ``ALT_BEATS`` classified beats are an alternating (bidirectional) run
@@ -448,7 +452,7 @@ class BeatClassifier:
         beats, info = st["alt_beats"], st["alt_info"]
         if len(beats) < ALT_BEATS:
             return False
-        if rate and 60.0 * self.fs * (ALT_BEATS - 1) / max(1, int(beats[-1] - beats[0])) <= VT_BPM:
+        if rate and self._bpm(beats[0], beats[-1], ALT_BEATS) <= VT_BPM:
             return False
         if not any((info[par::2, 0] >= p_min).all() and (info[1 - par::2, 1] > 0).all() for par in (0, 1)):
             return False

@@ -145,7 +145,7 @@ def vt_runs(beats: np.ndarray, p: np.ndarray, info: np.ndarray, fs: float, thres
     st = {k: v for k, v in clf.initial_state().items()
           if k in ("run", "run_sim", "vt_onset", "alt_beats", "alt_info", "strong")}
     events: list = []
-    vt = np.zeros(len(beats)) if gate is None else np.nan_to_num(gate, nan=0.0)
+    vt = np.zeros(len(beats)) if gate is None else gate          # (run_step reads nan as 0)
     for b, pb, i, g in zip(np.asarray(beats).tolist(), p, info, vt):
         clf.run_step(st, int(b), float(pb), i, events, threshold, vt=float(g))
     out, onset = [], None

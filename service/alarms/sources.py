@@ -224,7 +224,12 @@ class RhythmSource:
         is per call)."""
         return {"m": self.monitor.initial_state(), "b": self.beats.initial_state() if self.beats else None,
                 "a": self.af.initial_state() if self.af else None, "beats": [], "buf": np.zeros((0, 1)), "end": 0,
-                "vt": {"s": [], "p": [], "h": -1}}
+                "vt": self._no_steps()}
+
+    @staticmethod
+    def _no_steps() -> dict:
+        """The network's recent vt outputs before any: step end samples, probabilities, horizon."""
+        return {"s": [], "p": [], "h": -1}
 
     def add_steps(self, st: dict, samples: np.ndarray, p_vt: np.ndarray) -> None:
         """The network's ``vt`` probabilities of output steps ending at ``samples`` (the beat
@@ -232,7 +237,7 @@ class RhythmSource:
         to come can look at."""
         if not self.gate or not len(samples):
             return
-        g = st.setdefault("vt", {"s": [], "p": [], "h": -1})
+        g = st["vt"]
         g["s"] += [int(v) for v in np.asarray(samples).tolist()]
         g["p"] += [round(float(v), 6) for v in np.asarray(p_vt).tolist()]
         g["h"] = max(int(g["h"]), g["s"][-1])
@@ -254,7 +259,7 @@ class RhythmSource:
         return {**st, "m": decode_arrays(st["m"]), "b": b if self.beats is not None else None,
                 "a": a if self.af is not None else None,
                 "buf": buf if buf.ndim == 2 else buf[:, None],
-                "vt": st.get("vt") or {"s": [], "p": [], "h": -1}}   # (a snapshot from before the gate)
+                "vt": st.get("vt") or self._no_steps()}   # (a snapshot from before the gate)
 
     def update(self, st: dict, x: np.ndarray, first: int, flush: bool = False) -> list[tuple[str, str, int, int]]:
         """Events ``(type, kind, sample, established)`` once ``BATCH_S`` of signal has gathered (or at
@@ -279,7 +284,7 @@ class RhythmSource:
             if self.gate:
                 from models.beats import VtGate
 
-                g = st.setdefault("vt", {"s": [], "p": [], "h": -1})
+                g = st["vt"]
                 horizon = math.inf if flush else max(int(g["h"]), st["end"] + len(buf) - 1 - self.gate_wait_n)
                 gate = VtGate(np.asarray(g["s"], np.int64), np.asarray(g["p"], np.float64), horizon)
             classified, runs, st["b"] = self.beats.process(buf, st["end"], update.beats, st["b"], flush=flush,
