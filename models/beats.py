@@ -42,7 +42,8 @@ bidirectional VT whose every other beat resembles the dominant beat on one lead 
 called ventricular only every other beat, so 5 in a row never form). A run ends at the first
 beat that is neither ventricular nor the last of such an alternating window (``end`` = that beat)
 or where the signal is lost; a run also continues while the last 5 beats meet the confident-network
-rule (at any rate).
+rule (at any rate). Each run names the rule that began it (:data:`RUN_RULES`): the alarm engine does
+not let the network's poor-signal output hold back a run of alike beats.
 
 All state is a dict of numpy arrays; any chunking gives the same classes and runs (a beat is
 classified once its window has arrived, so it may wait one call).
@@ -97,6 +98,11 @@ GATE_PRE_S, GATE_POST_S = 1.0, 0.5
 # run is added (docs/beats.md, "Confident network").
 STRONG_P = 0.7
 STRONG_VT = 0.3
+# Which rule began a VT run (RunEvent.rule): 5 alike ventricular beats, the confident network, or an
+# alternating (bidirectional) rhythm. A run of alike beats is not held back by the network's noise
+# output (service/alarms/machine.py: five complexes of one shape are not noise).
+ALIKE, CONFIDENT, ALTERNATING = "alike", "confident_network", "alternating"
+RUN_RULES = (ALIKE, CONFIDENT, ALTERNATING)
 WEIGHTS_FILE = Path(__file__).resolve().parent / "checkpoints" / "vigil-beats.json"
 
 LEAD_FEATURES = ("corr_dominant", "log_amplitude_ratio", "width_s", "width_excess_s", "is_dominant")
@@ -160,11 +166,13 @@ class VtGate:
 
 @dataclass
 class RunEvent:
-    """A VT-run transition: ``end_sample`` None when it began (``established`` = its 5th beat)."""
+    """A VT-run transition: ``end_sample`` None when it began (``established`` = its 5th beat;
+    ``rule``: the rule that began it, one of :data:`RUN_RULES`; empty for an end)."""
 
     onset_sample: int
     established: int
     end_sample: int | None = None
+    rule: str = ""
 
 
 class BeatClassifier:
@@ -422,17 +430,17 @@ class BeatClassifier:
             similar = float(np.median(np.nan_to_num(st["run_sim"], nan=-1.0))) >= RUN_SIMILARITY
             if bpm > VT_BPM and similar:
                 st["vt_onset"] = np.asarray(int(k[0]), np.int64)
-                events.append(RunEvent(int(k[0]), b))
+                events.append(RunEvent(int(k[0]), b, rule=ALIKE))
                 return
         if confident:
             k0 = int(st["strong"][0, 0])
             st["vt_onset"] = np.asarray(k0, np.int64)
-            events.append(RunEvent(k0, b))
+            events.append(RunEvent(k0, b, rule=CONFIDENT))
             return
         if alternating:
             k0 = int(st["alt_beats"][0])
             st["vt_onset"] = np.asarray(k0, np.int64)
-            events.append(RunEvent(k0, b))
+            events.append(RunEvent(k0, b, rule=ALTERNATING))
 
     def _bpm(self, first: float, last: float, n: int) -> float:
         """Mean rate (bpm) of ``n`` beats from sample ``first`` to sample ``last``."""

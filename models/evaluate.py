@@ -184,7 +184,7 @@ def rhythm_episodes(x: np.ndarray, fs: float, chunk_s: float = 1.0, network_out:
         if network_out is not None:
             sel = (step_end >= a) & (step_end < b)
             src.add_steps(st, step_end[sel], p_vt[sel])
-        for typ, kind, smp, _ in src.update(st, x[a:b], a, flush=b == len(x)):
+        for typ, kind, smp, *_ in src.update(st, x[a:b], a, flush=b == len(x)):
             if kind not in out:
                 continue
             if typ == "begin":

@@ -127,7 +127,7 @@ ALERT_KINDS: dict[str, AlertKind] = {k.name: k for k in (
     AlertKind("vt", PHYSIOLOGICAL, HIGH, ("ecg",), SOURCE_RHYTHM, "vt",
               "ventricular tachycardia: >= 5 ventricular beats > 100 bpm (beat classifier on the QRS "
               "detector's beats, models/beats.py, the model's vt output confirming beats it is unsure of and, "
-              "when confident, runs of unalike beats; "
+              "when confident, runs of unalike beats; a run of alike beats is not held back by poor signal; "
               "without it, the model's vt episode)", model_label=L.VT),
     AlertKind("vf", PHYSIOLOGICAL, HIGH, ("ecg",), SOURCE_MODEL, L.VF,
               "ventricular fibrillation or flutter (>= 4 s): the model's vf episode; supersedes vt",

@@ -33,6 +33,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from models.beats import ALIKE
 from models.detector import DEFAULT_DETECTORS, EpisodeDetector
 from models.labels import VT
 from service import constants as C
@@ -373,11 +374,12 @@ class Alarms:
             return cond["due"] <= model_h and (cond["due"] == cond["confirm"] or cond["due"] <= rhythm_h)
 
         while rq:
-            typ, kind, smp, at = rq[0]
+            typ, kind, smp, at, *rule = rq[0]     # (rule: absent in a snapshot from before it)
             if typ == "begin":
                 if kind not in conds:
                     self._begin(kind, smp)
                     self._confirm(kind, at)
+                    conds[kind]["rule"] = rule[0] if rule else ""
                 rq.pop(0)
                 continue
             cond = conds.get(kind)
@@ -396,8 +398,9 @@ class Alarms:
     def _decide_rate(self, kind: str, t: int, out: list[dict]) -> None:
         step = next((s for s in reversed(self._state["steps"]) if s[0] <= t), None)
         hr = heart_rate(self._state["rhythm"]["beats"], t, self.ctx.sample_rate, window_s=HR_WINDOW_S)
+        rule = self._state["conds"][kind].get("rule")
         self._decide(kind, t, out, probs=np.array(step[2]) if step else None, confidence=1.0,
-                     extra={"hr_bpm": hr})
+                     extra={"hr_bpm": hr, **({"run_rule": rule} if rule else {})})
 
     # ------------------------------------------------------------------ the state machine
 
@@ -490,11 +493,19 @@ class Alarms:
             if _overlaps(self._state["ev"]["lost"], lo, t):
                 return {"reason": "signal_loss",
                         "detail": f"signal lost within {C.SUPPRESS_WINDOW_S:g} s before the decision"}
-            if _overlaps(self._state["ev"]["noise"], lo, t):
+            if _overlaps(self._state["ev"]["noise"], lo, t) and not self._alike_run(kind):
                 return {"reason": "poor_signal",
                         "detail": f"{self.quality_label} probability >= {C.SUPPRESS_NOISE_P:g} within "
                                   f"{C.SUPPRESS_WINDOW_S:g} s before the decision"}
         return None
+
+    def _alike_run(self, kind: str) -> bool:
+        """Whether the condition of ``kind`` is a VT run the beat classifier began on alike beats
+        (:data:`models.beats.ALIKE`): five or more complexes of one shape, which noise does not make,
+        so the network's noise output does not hold it back (that output reads fast wide complexes
+        as noise, as it reads VF; docs/alarms.md). Lost signal still does."""
+        cond = self._state["conds"].get(kind)
+        return cond is not None and cond.get("rule") == ALIKE
 
     def finish(self, end_sample: int) -> list[dict]:
         """End of session: clear held alerts (end_sample: their condition's end, else ``end_sample``),

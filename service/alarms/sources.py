@@ -261,10 +261,11 @@ class RhythmSource:
                 "buf": buf if buf.ndim == 2 else buf[:, None],
                 "vt": st.get("vt") or self._no_steps()}   # (a snapshot from before the gate)
 
-    def update(self, st: dict, x: np.ndarray, first: int, flush: bool = False) -> list[tuple[str, str, int, int]]:
-        """Events ``(type, kind, sample, established)`` once ``BATCH_S`` of signal has gathered (or at
-        the end), from ``x`` (n,) or (n, c) starting at ``first`` (``sample``: the onset of a begin,
-        the exclusive end of an end). ``st["end"]`` is the first sample the detector has not seen;
+    def update(self, st: dict, x: np.ndarray, first: int, flush: bool = False) -> list[tuple[str, str, int, int, str]]:
+        """Events ``(type, kind, sample, established, rule)`` once ``BATCH_S`` of signal has gathered
+        (or at the end), from ``x`` (n,) or (n, c) starting at ``first`` (``sample``: the onset of a
+        begin, the exclusive end of an end; ``rule``: the run rule that began a VT run,
+        ``models.beats.RUN_RULES``, else empty). ``st["end"]`` is the first sample the detector has not seen;
         the beats are kept in ``st["beats"]`` (the machine trims them, keeping at least the longest
         run)."""
         x = np.asarray(x, np.float64)
@@ -306,7 +307,7 @@ class RhythmSource:
             if e.kind not in RATE_KINDS:
                 continue
             if e.end_sample is not None:
-                out.append(("end", e.kind, int(e.end_sample), int(e.end_sample)))
+                out.append(("end", e.kind, int(e.end_sample), int(e.end_sample), ""))
                 continue
             onset = int(e.onset_sample)
             if e.kind == "asystole":
@@ -315,13 +316,14 @@ class RhythmSource:
                 i = next((i for i in range(len(beats) - 1, -1, -1) if beats[i] == onset), None)
                 n = self.run_beats[e.kind]
                 at = beats[i + n - 1] if i is not None and i + n - 1 < len(beats) else onset
-            out.append(("begin", e.kind, onset, at))
+            out.append(("begin", e.kind, onset, at, ""))
         for kind, episodes in (("vt", runs), ("af", af_events)):   # (each source's events in sample order)
             for e in episodes:
                 if e.end_sample is None:
-                    out.append(("begin", kind, int(e.onset_sample), int(e.established)))
+                    out.append(("begin", kind, int(e.onset_sample), int(e.established),
+                                e.rule if kind == "vt" else ""))
                 else:
-                    out.append(("end", kind, int(e.end_sample), int(e.end_sample)))
+                    out.append(("end", kind, int(e.end_sample), int(e.end_sample), ""))
         return out
 
 

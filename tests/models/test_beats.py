@@ -10,7 +10,7 @@ import orjson
 import pytest
 from synthetic import random_bounds
 
-from models.beats import FEATURES, BeatClassifier, BeatWeights, load_weights
+from models.beats import ALIKE, ALTERNATING, CONFIDENT, FEATURES, RUN_RULES, BeatClassifier, BeatWeights, load_weights
 from models.beats_fit import record_beats, score_record
 from models.data import ecg
 from models.data.episodes import vt_episodes
@@ -69,8 +69,10 @@ def test_vt_run_in_the_203_excerpt_is_found(excerpt_203):
     vt = [e for e in events if e[1] == "vt"]
     begins = [e for e in vt if e[0] == "begin"]
     assert any(s <= onset < e for onset, (s, e) in ((b[2], r) for b in begins for r in reference))
-    for _, _, onset, established in begins:        # established at the 5th ventricular beat, > 100 bpm
+    for _, _, onset, established, rule in begins:  # established at the 5th ventricular beat, > 100 bpm
         assert onset < established < onset + 4 * 0.6 * fs
+        assert rule in RUN_RULES
+    assert ALIKE in [b[4] for b in begins]           # the classifier alone: five alike beats
     ends = [e for e in vt if e[0] == "end"]
     assert len(ends) >= len(begins) - 1
 
@@ -135,6 +137,7 @@ def test_alternating_run_rule():
     beats, events = _alternating_events(0.01, False)
     assert len(events) == 1 and events[0].end_sample is None
     assert events[0].onset_sample == beats[0] and events[0].established == beats[5]
+    assert events[0].rule == ALTERNATING
     assert _alternating_events(0.01, True)[1] == []              # bigeminy with the patient's own beats
     assert _alternating_events(0.01, False, rr_s=0.7)[1] == []   # <= 100 bpm
     assert _alternating_events(0.01, False, sim2_b=0.5)[1] == []  # lead b not alike two beats apart
@@ -165,7 +168,8 @@ def test_network_gate_makes_unsure_beats_ventricular():
         return events
 
     assert runs(0.5, False) == []
-    assert [(e.onset_sample, e.established) for e in runs(0.5, True)] == [(int(beats[0]), int(beats[-1]))]
+    assert [(e.onset_sample, e.established, e.rule) for e in runs(0.5, True)] == [
+        (int(beats[0]), int(beats[-1]), ALIKE)]
     assert runs(GATE_P - 0.05, True) == []
     gate = VtGate(np.array([100, 200, 300]), np.array([0.0, GATE_VT, 0.0]), horizon=300)
     assert gate.value(250, 60, 10) == GATE_VT and gate.value(400, 60, 10) == 0.0
@@ -192,8 +196,8 @@ def test_confident_network_waives_likeness():
     from models.beats import GATE_VT, STRONG_P, STRONG_VT
 
     beats, events = _unalike_events(0.95, STRONG_VT)
-    assert [(e.onset_sample, e.established, e.end_sample) for e in events] == [
-        (int(beats[0]), int(beats[4]), None), (int(beats[0]), int(beats[0]), int(beats[-1] + 125))]
+    assert [(e.onset_sample, e.established, e.end_sample, e.rule) for e in events] == [
+        (int(beats[0]), int(beats[4]), None, CONFIDENT), (int(beats[0]), int(beats[0]), int(beats[-1] + 125), "")]
     beats, events = _unalike_events(0.8, STRONG_VT)               # under the threshold: the run lasts
     assert [e.end_sample for e in events] == [None, int(beats[7])]  # while the network's vt is near
     assert _unalike_events(0.95, STRONG_VT - 0.01)[1] == []     # p >= 0.9 alone: not alike

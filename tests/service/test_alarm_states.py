@@ -464,6 +464,45 @@ def test_every_kind_under_poor_signal(kind):
         assert not mine[0]["evidence"]["suppressed"] and mine[0]["raised_sample"] < 1400 + C.SUPPRESS_WINDOW_S * FS
 
 
+def _vt_under_poor_signal(rule: str | None) -> list[dict]:
+    """The vt transitions of the shipped MIT-BIH 203 excerpt through the real QRS detector and beat
+    classifier, the model's noise label high throughout; ``rule``: relabel every VT run as begun
+    by that rule (None: as the classifier began it)."""
+    from models.data import ecg
+    from models.data.excerpts import excerpt_path
+
+    rec = ecg.read_wfdb(excerpt_path("mitdb_203_vt.hea"))
+    fs, x = rec.sample_rate, rec.signal.astype(np.float64)
+    ctx = AlertContext("bed-9", None, "ecg", fs, tuple(rec.channels[:2]), {"name": "vigil-ecg", "version": "t"})
+    alarms = Alarms(ctx, LABELS, RATE, detectors=DETS)
+    if rule is not None:
+        update = alarms.rhythm.update
+        alarms.rhythm.update = lambda *a, **k: [(*e[:4], rule if e[1] == "vt" else e[4]) for e in update(*a, **k)]
+    per = int(fs / RATE)
+    out = []
+    for a in range(0, len(x), int(fs)):
+        b = min(len(x), a + int(fs))
+        kk = np.arange(a // per, b // per)
+        p = np.tile(np.array([[0.05, 0.0, 0.0, 0.0, 0.95]], np.float32), (len(kk), 1))
+        out += alarms.process(a, b, [], kk * per, kk * per + per - 1, p, np.full((len(kk), 2), 0.5), x[a:b],
+                              flush=b == len(x))
+    return [t for t in out if t["kind"] == "vt"]
+
+
+def test_vt_run_of_alike_beats_is_not_held_back_by_poor_signal():
+    """A VT run the beat classifier began on five alike beats is raised although the model calls the
+    signal poor (its evidence names the rule); the same run begun by a rule that waives the likeness
+    is held back as poor signal like the other physiological kinds."""
+    from models.beats import ALIKE, CONFIDENT
+
+    alike = _vt_under_poor_signal(None)
+    assert alike and alike[0]["evidence"]["run_rule"] == ALIKE and not alike[0]["evidence"]["suppressed"]
+    held = _vt_under_poor_signal(CONFIDENT)
+    assert held and all(t["evidence"]["suppressed"] for t in held)
+    assert held[0]["evidence"]["suppression"]["reason"] == "poor_signal"
+    assert held[0]["alert_id"] == alike[0]["alert_id"]
+
+
 @pytest.mark.parametrize("kind", [k for k in ECG_KINDS if C.ALERT_KINDS[k].suppressible])
 def test_every_suppressible_kind_waits_out_a_pause(kind):
     """A pause (who, when, how long) withholds the kind, kept in history with the reason; it is
