@@ -15,7 +15,8 @@ mean batch size, and the slowest tick. It is the engine's share of the server's 
 websocket side (about 1 ms per session-second here, see NOTES) comes on top.
 ``--dump FILE`` saves every prediction row, so two versions of the code can be compared.
 ``--compare-quality`` runs twice, with the quality heads (``models/sqi.py``) and without, and
-prints the ratio of the two costs (same run, same machine load).
+prints the ratio of the two costs (same run, same machine load); ``--compare-second-lead`` does the
+same for the second lead's QRS detector and beat classifier of the VT runs (``models/vt_leads.py``).
 """
 
 from __future__ import annotations
@@ -136,16 +137,24 @@ def main() -> int:
     ap.add_argument("--no-quality", dest="quality", action="store_false", help="sessions without quality heads")
     ap.add_argument("--compare-quality", action="store_true",
                     help="run without and with the quality heads; print the cost ratio")
+    ap.add_argument("--compare-second-lead", action="store_true",
+                    help="run without and with the second lead's VT detector; print the cost ratio")
     args = ap.parse_args()
-    if args.compare_quality:
+    if args.compare_quality or args.compare_second_lead:
+        from service.alarms.sources import RhythmSource
+
+        what = "the quality heads" if args.compare_quality else "the second lead's VT detector"
         costs = {}
-        for quality in (False, True, False, True):          # interleaved: drift in load hits both
-            args.quality = quality
+        for on in (False, True, False, True):               # interleaved: drift in load hits both
+            if args.compare_quality:
+                args.quality = on
+            else:
+                RhythmSource.SECOND_LEAD = on
             r = asyncio.run(main_async(args))
-            costs.setdefault(quality, []).append(r["cpu"])
-            print(f"quality heads {'on ' if quality else 'off'}: CPU {r['cpu']:.2f} s")
+            costs.setdefault(on, []).append(r["cpu"])
+            print(f"{what} {'on ' if on else 'off'}: CPU {r['cpu']:.2f} s")
         off, on = min(costs[False]), min(costs[True])
-        print(f"engine CPU with / without the quality heads: {on / off:.3f} (best of 2 each)")
+        print(f"engine CPU with / without {what}: {on / off:.3f} (best of 2 each)")
         return 0
     if args.profile:
         import cProfile

@@ -29,13 +29,14 @@ from rich.console import Console
 from rich.progress import track
 from rich.table import Table
 
-from models.beats import FEATURES, WEIGHTS_FILE, BeatClassifier, BeatWeights, VtGate
+from models.beats import ALIKE, FEATURES, RUN_RULES, WEIGHTS_FILE, BeatClassifier, BeatWeights, VtGate
 from models.data.ecg import mitdb_beats, mitdb_rhythms, read_wfdb
 from models.data.episodes import vt_episodes
 from models.data.labels import RHYTHM_VF, RHYTHM_VFL, RHYTHM_VT, VENTRICULAR_BEATS
 from models.data.paths import datasets_dir
 from models.mlp import fit_mlp
 from models.qrs import RhythmMonitor
+from models.vt_leads import AGREE, agreement, union_runs
 
 HIDDEN, EPOCHS, LR, WEIGHT_DECAY, SEED = 16, 400, 0.02, 1e-3, 0
 THRESHOLD = 0.9  # a beat is ventricular at p >= 0.9 (LORO sweep 0.5-0.98: fewest false runs
@@ -50,6 +51,10 @@ def record_beats(path: Path) -> dict:
     mon = RhythmMonitor(fs)
     beats = mon.process(x[:, 0], 0, mon.initial_state())[0].beats
     feats, _, info = stream_features(x, fs, beats)        # (n, F) features, (n, 6) run-rule inputs
+    # the second lead's detector and its beats' features (models/vt_leads.py: VT runs only)
+    beats_b = mon.process(x[:, 1], 0, mon.initial_state())[0].beats if x.shape[1] > 1 else np.zeros(0, np.int64)
+    feats_b, _, info_b = stream_features(x, fs, beats_b)
+    gate = network_vt(x, fs)
     ref, sym = mitdb_beats(path)
     label = np.full(len(beats), -1)
     j = np.searchsorted(ref, beats)
@@ -59,15 +64,16 @@ def record_beats(path: Path) -> dict:
         if abs(ref[i] - b) <= MATCH_S * fs:
             label[k] = int(sym[i] in VENTRICULAR_BEATS)
     return {"fs": fs, "n": len(x), "beats": beats, "features": feats, "info": info, "label": label,
-            "gate": network_gate(x, fs, beats),
+            "gate": gate_values(gate, fs, beats),
+            "beats_b": beats_b, "features_b": feats_b, "info_b": info_b, "gate_b": gate_values(gate, fs, beats_b),
             "vt": vt_episodes(ref, sym, fs), "v_runs3": ventricular_runs(ref, np.isin(sym, list(VENTRICULAR_BEATS)), 3)
             + [(s, e) for lab, s, e in mitdb_rhythms(path) if lab in (RHYTHM_VT, RHYTHM_VFL, RHYTHM_VF)]}
 
 
-def network_gate(x: np.ndarray, fs: float, beats: np.ndarray) -> np.ndarray:
-    """``(m,)`` the shipped ECG network's largest ``vt`` probability near each beat (the beat
-    classifier's gate, :class:`models.beats.VtGate`), streamed as the service streams it; nan
-    when the network is not installed."""
+def network_vt(x: np.ndarray, fs: float) -> VtGate | None:
+    """The shipped ECG network's ``vt`` outputs over ``x`` (the beat classifier's gate,
+    :class:`models.beats.VtGate`), streamed as the service streams it; None when the network is
+    not installed."""
     try:
         from models.checkpoint import load_model, resolve
         from models.labels import VT
@@ -75,9 +81,15 @@ def network_gate(x: np.ndarray, fs: float, beats: np.ndarray) -> np.ndarray:
 
         network = load_model(resolve("vigil-ecg"))
     except (ImportError, FileNotFoundError):
-        return np.full(len(beats), np.nan)
+        return None
     out = run_offline(network, x, fs)
-    gate = VtGate(out.sample, out.probs[:, network.config.labels.index(VT)], np.inf)
+    return VtGate(out.sample, out.probs[:, network.config.labels.index(VT)], np.inf)
+
+
+def gate_values(gate: VtGate | None, fs: float, beats: np.ndarray) -> np.ndarray:
+    """``(m,)`` the network's largest ``vt`` probability near each beat (nan without the network)."""
+    if gate is None:
+        return np.full(len(beats), np.nan)
     clf = BeatClassifier(fs)
     return np.array([gate.value(int(b), clf.gate_pre, clf.gate_post) for b in beats])
 
@@ -137,10 +149,11 @@ def ventricular_runs(samples: np.ndarray, flag: np.ndarray, n_min: int) -> list[
 
 
 def vt_runs(beats: np.ndarray, p: np.ndarray, info: np.ndarray, fs: float, threshold: float,
-            gate: np.ndarray | None = None) -> list[tuple[int, int]]:
+            gate: np.ndarray | None = None, rules: tuple[str, ...] = RUN_RULES) -> list[tuple[int, int]]:
     """Detected VT runs ``[onset, end)`` of ``beats`` with probabilities ``p`` (nan: no window) and run
     inputs ``info``, replayed through :meth:`models.beats.BeatClassifier.run_step` (the service's rule);
-    ``gate`` (m,): the network's vt probability near each beat (:func:`network_gate`; None: no gate)."""
+    ``gate`` (m,): the network's vt probability near each beat (:func:`gate_values`; None: no gate);
+    ``rules``: the runs begun by these rules only (``models.beats.RUN_RULES``)."""
     clf = BeatClassifier(fs)
     st = {k: v for k, v in clf.initial_state().items()
           if k in ("run", "run_sim", "vt_onset", "alt_beats", "alt_info", "strong")}
@@ -148,16 +161,16 @@ def vt_runs(beats: np.ndarray, p: np.ndarray, info: np.ndarray, fs: float, thres
     vt = np.zeros(len(beats)) if gate is None else gate          # (run_step reads nan as 0)
     for b, pb, i, g in zip(np.asarray(beats).tolist(), p, info, vt):
         clf.run_step(st, int(b), float(pb), i, events, threshold, vt=float(g))
-    out, onset = [], None
+    out, onset, rule = [], None, ""
     for e in events:
         if e.end_sample is None:
-            onset = e.onset_sample
+            onset, rule = e.onset_sample, e.rule
         else:
-            out.append((int(onset), int(e.end_sample)))
+            out.append((int(onset), int(e.end_sample), rule))
             onset = None
     if onset is not None:
-        out.append((int(onset), int(beats[-1]) + 1))
-    return out
+        out.append((int(onset), int(beats[-1]) + 1, rule))
+    return [(s, e) for s, e, r in out if r in rules]
 
 
 def fit(features: np.ndarray, labels: np.ndarray, meta: dict | None = None) -> BeatWeights:
@@ -166,15 +179,26 @@ def fit(features: np.ndarray, labels: np.ndarray, meta: dict | None = None) -> B
                                  seed=SEED), threshold=THRESHOLD, meta=meta or {})
 
 
+def _probabilities(w: BeatWeights, features: np.ndarray) -> np.ndarray:
+    """``(m,)`` ventricular probabilities, nan where a beat had no window."""
+    p = w.prob(features) if len(features) else np.zeros(0)
+    p[~np.isfinite(features).all(axis=1)] = np.nan
+    return p
+
+
 def score_record(r: dict, w: BeatWeights) -> dict:
-    """Beat and VT-run statistics of one record under weights ``w``."""
-    p = w.prob(r["features"])
-    ok = np.isfinite(r["features"]).all(axis=1)
-    p[~ok] = np.nan
-    is_v = ok & (p >= w.threshold)
+    """Beat and VT-run statistics of one record under weights ``w``; the VT runs are those of
+    both leads' detectors, as in the service (:mod:`models.vt_leads`: the second lead's runs of
+    alike beats, where its detector agrees with the first's)."""
+    p = _probabilities(w, r["features"])
+    is_v = np.isfinite(p) & (p >= w.threshold)
     lab = r["label"]
     tp = int((is_v & (lab == 1)).sum())
     det = vt_runs(r["beats"], p, r["info"], r["fs"], w.threshold, r.get("gate"))
+    if len(r["beats_b"]):
+        second = vt_runs(r["beats_b"], _probabilities(w, r["features_b"]), r["info_b"], r["fs"], w.threshold,
+                         r["gate_b"], rules=(ALIKE,))
+        det = union_runs(det, [(s, e) for s, e in second if agreement(r["beats"], r["beats_b"], s, r["fs"]) >= AGREE])
     ref = r["vt"]
     hit = sum(any(s < e2 and s2 < e for s2, e2 in det) for s, e in ref)
     true_det = sum(any(s < e2 and s2 < e for s2, e2 in ref) for s, e in det)
@@ -200,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     recs = {}
     if args.cache and args.cache.exists():
         recs = {k: r for k, r in np.load(args.cache, allow_pickle=True)["recs"].item().items()
-                if "gate" in r and r["features"].shape[1:] == (len(FEATURES),)}   # a stale cache is redone
+                if "beats_b" in r and r["features"].shape[1:] == (len(FEATURES),)}   # a stale cache is redone
     for name in track([n for n in names if n not in recs], description="beats and features", console=console):
         recs[name] = record_beats(root / name)
     if args.cache:
@@ -232,7 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     console.print({k: round(v, 4) if isinstance(v, float) else v for k, v in summary.items()})
     f = np.concatenate([r["features"][r["label"] >= 0] for r in recs.values()])
     y = np.concatenate([r["label"][r["label"] >= 0] for r in recs.values()])
-    meta = {"data": f"MIT-BIH, {len(names)} records ({', '.join(names)}), lead 0 QRS, leads 0-1 morphology",
+    meta = {"data": f"MIT-BIH, {len(names)} records ({', '.join(names)}), lead 0 QRS, leads 0-1 morphology "
+                    "(VT runs: lead 0 and lead 1 QRS, models/vt_leads.py)",
             "split": "leave-one-record-out for the figures; the shipped weights use all records",
             "leave_one_record_out": summary, "command": "python -m models.beats_fit"}
     w = fit(f, y, meta)

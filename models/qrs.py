@@ -65,6 +65,8 @@ LEARN_S = 2.0               # s of valid signal to learn the initial levels
 T_WAVE_S = 0.36             # T-wave discrimination window after a beat, s
 SEARCHBACK_RR = 1.66        # search back after this many mean RR intervals without a beat
 SEARCHBACK_MAX_S = 3.0      # ... but at most this long (s), so it always precedes asystole
+REPORT_LAG_S = SEARCHBACK_MAX_S + 0.5  # a beat is reported within this long after its sample (search-back
+                                       # plus the decision delay), s
 RR_DEFAULT_S = 0.8          # mean RR assumed before any RR is known, s
 RR_KEEP = 8                 # RR intervals kept for the heart rate and the search-back
 CAPACITY = 64               # pending candidates kept for the search-back / learning

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from models import labels as L
+from models.qrs import REPORT_LAG_S
 
 PROTOCOL_VERSION = 1
 
@@ -126,7 +127,8 @@ ALERT_KINDS: dict[str, AlertKind] = {k.name: k for k in (
               model_label=L.AF),
     AlertKind("vt", PHYSIOLOGICAL, HIGH, ("ecg",), SOURCE_RHYTHM, "vt",
               "ventricular tachycardia: >= 5 ventricular beats > 100 bpm (beat classifier on the QRS "
-              "detector's beats, models/beats.py, the model's vt output confirming beats it is unsure of and, "
+              "detectors' beats of both leads, models/beats.py and models/vt_leads.py, the model's vt output "
+              "confirming beats it is unsure of and, "
               "when confident, runs of unalike beats; a run of alike beats is not held back by poor signal; "
               "without it, the model's vt episode)", model_label=L.VT),
     AlertKind("vf", PHYSIOLOGICAL, HIGH, ("ecg",), SOURCE_MODEL, L.VF,
@@ -173,7 +175,7 @@ STRIP_PRE_S, STRIP_POST_S = 10.0, 5.0  # an alert's strip: this long before its 
 SUPPRESS_WINDOW_S = 5.0        # poor signal within this long before a decision suppresses it
 SUPPRESS_NOISE_P = 0.5         # smoothed noise/artifact probability that counts as poor signal
 SUPPRESS_RECHECK_S = 1.0       # a suppressed, still present condition is re-examined this often
-RHYTHM_LAG_S = 3.5             # the QRS detector reports a beat within this long (search-back: 3 s + its
+RHYTHM_LAG_S = REPORT_LAG_S    # the QRS detector reports a beat within this long (search-back: 3 s + its
                                # decision delay); a rate alert with a generation delay waits for it
 NOT_MONITORING_S = 10.0        # default timeout of a streaming session without data
 NOT_MONITORING_RANGE_S = (2.0, 300.0)

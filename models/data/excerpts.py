@@ -38,6 +38,10 @@ CATALOGUE: dict[str, Excerpt] = {
                 "nstdb 118e24, samples 97200-162000 (4:30-7:30), 360 Hz, MLII + V1",
                 "electrode-motion noise (24 dB SNR) in 10800-54000 (5:00-7:00 of the source), "
                 "clean before and after; RBBB beats of record 118"),
+        Excerpt("cinc2015_v797l_vt", "ecg", "cinc2015_v797l_vt.hea",
+                "cinc2015 v797l (true VT alarm at 300 s), samples 60000-75000 (240-300 s), 250 Hz, II + V",
+                "sinus rhythm, then VT of broad complexes (~130 bpm) from ~57.3 s to the end; lead II's QRS "
+                "detector misses about every other VT complex, lead V's finds them all"),
         Excerpt("bonn_S001", "eeg", "S001.txt", "Bonn set S, segment 001, 173.61 Hz",
                 "23.6 s of intracranial ictal EEG (seizure)"),
         Excerpt("bonn_Z001", "eeg", "Z001.txt", "Bonn set Z, segment 001, 173.61 Hz",

@@ -30,6 +30,10 @@ WFDB_CUTS = (
     ("mitdb", "203", "mitdb_203_vt", 90_000, 144_000),
     ("nstdb", "118e24", "nstdb_118e24_noise", 97_200, 162_000),
 )
+# CinC 2015 records: the ECG leads only (channels), no annotation file (the alarm is in the header)
+CINC2015_CUTS = (
+    ("cinc2015", "v797l", "cinc2015_v797l_vt", 60_000, 75_000, [0, 1]),
+)
 EDF_CUT = ("eegmmidb", "S001R01.edf", "eegmmidb_S001R01_20s.edf", 0.0, 20.0)  # seconds
 COPIES = (
     ("bonn", "S/S001.txt", "S001.txt"),
@@ -39,9 +43,11 @@ COPIES = (
 )
 
 
-def cut_wfdb(src: Path, source: str, out_dir: Path, name: str, sampfrom: int, sampto: int) -> None:
-    """Write ``out_dir/name.{hea,dat,atr}`` holding samples ``[sampfrom, sampto)`` of ``src``."""
-    rec = wfdb.rdrecord(str(src), sampfrom=sampfrom, sampto=sampto, physical=False)
+def cut_wfdb(src: Path, source: str, out_dir: Path, name: str, sampfrom: int, sampto: int,
+             channels: list[int] | None = None) -> None:
+    """Write ``out_dir/name.{hea,dat,atr}`` holding samples ``[sampfrom, sampto)`` of ``src``
+    (``channels``: those only, and no annotations: a CinC 2015 record has none)."""
+    rec = wfdb.rdrecord(str(src), sampfrom=sampfrom, sampto=sampto, physical=False, channels=channels)
     wfdb.wrsamp(
         name,
         fs=rec.fs,
@@ -54,6 +60,8 @@ def cut_wfdb(src: Path, source: str, out_dir: Path, name: str, sampfrom: int, sa
         comments=list(rec.comments) + [excerpt_comment(source, sampfrom, sampto)],
         write_dir=str(out_dir),
     )
+    if channels is not None:
+        return
     ann = wfdb.rdann(str(src), "atr")
     aux = [clean_aux(a) for a in ann.aux_note]
     inside = [i for i, s in enumerate(ann.sample) if sampfrom <= s < sampto]
@@ -99,6 +107,8 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     for dataset, record, name, a, b in WFDB_CUTS:
         cut_wfdb(require_dataset(dataset) / record, f"{dataset}/{record}", out, name, a, b)
+    for dataset, record, name, a, b, channels in CINC2015_CUTS:
+        cut_wfdb(require_dataset(dataset) / record, f"{dataset}/{record}", out, name, a, b, channels)
     dataset, record, name, a, b = EDF_CUT
     cut_edf(require_dataset(dataset) / record, out / name, a, b)
     for dataset, rel, name in COPIES:

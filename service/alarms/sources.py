@@ -187,8 +187,10 @@ RATE_KINDS = ("asystole", "bradycardia", "tachycardia")
 class RhythmSource:
     """Rate conditions (asystole, bradycardia, tachycardia) from a :class:`models.qrs.RhythmMonitor`
     on the session's first model lead, VT runs from a :class:`models.beats.BeatClassifier` on its
-    beats (first two model leads) and AF episodes from a :class:`models.af.AfDetector` on the
-    classified beats, when they are installed; the state travels JSON-encoded in the alarm state.
+    beats (first two model leads) and, with two leads, on the beats of a second detector on the
+    second lead (:class:`models.vt_leads.LeadRunUnion`: either lead's run is the VT condition), and
+    AF episodes from a :class:`models.af.AfDetector` on the first lead's classified beats, when they
+    are installed; the state travels JSON-encoded in the alarm state.
 
     A condition's onset is the detector's (asystole: the last beat; bradycardia, tachycardia and
     VT: the first beat of the run; AF: the start of the irregular RR window); it is *established*
@@ -197,6 +199,7 @@ class RhythmSource:
     """
 
     BATCH_S = 1.0
+    SECOND_LEAD = True      # VT runs from the second lead's QRS detector too (models/vt_leads.py)
     GATE_KEEP_S = 10.0      # the network's vt outputs kept for beats still to be reported, s (> RHYTHM_LAG_S)
     GATE_MAX_WAIT_S = 2.0   # a beat waits at most this long for the network's outputs (a caller
                             # that gives none); in the service they lag the signal by < 0.2 s
@@ -211,6 +214,11 @@ class RhythmSource:
         fs = float(getattr(monitor, "fs", 250.0))
         self.batch_n = max(1, round(self.BATCH_S * fs))
         self.gate_keep_n, self.gate_wait_n = round(self.GATE_KEEP_S * fs), round(self.GATE_MAX_WAIT_S * fs)
+        self.union = None
+        if beats is not None and self.SECOND_LEAD:   # VT runs from both leads' detectors (models/vt_leads.py)
+            from models.vt_leads import LeadRunUnion
+
+            self.union = LeadRunUnion(fs)
         try:
             from models import qrs
             self.asystole_n, self.run_beats = round(qrs.ASYSTOLE_S * fs), {"bradycardia": qrs.BRADY_BEATS,
@@ -221,10 +229,18 @@ class RhythmSource:
     def initial_state(self) -> dict:
         """The source's state: the detector's arrays, the beat classifier's, recent beats, and the
         samples not yet given to them (they run once ``BATCH_S`` of signal has gathered: their cost
-        is per call)."""
+        is per call); with the beat classifier, the second lead's detector and classifier (``m2``,
+        ``b2``) and the union of the two leads' runs (``u``)."""
         return {"m": self.monitor.initial_state(), "b": self.beats.initial_state() if self.beats else None,
                 "a": self.af.initial_state() if self.af else None, "beats": [], "buf": np.zeros((0, 1)), "end": 0,
-                "vt": self._no_steps()}
+                "vt": self._no_steps(), **self._second_lead()}
+
+    def _second_lead(self) -> dict:
+        """A fresh state of the second lead's detector and classifier and of the union (empty
+        without the beat classifier)."""
+        if self.union is None:
+            return {}
+        return {"m2": self.monitor.initial_state(), "b2": self.beats.initial_state(), "u": self.union.initial_state()}
 
     @staticmethod
     def _no_steps() -> dict:
@@ -246,7 +262,8 @@ class RhythmSource:
         """``st`` as JSON-able data (exact)."""
         return {**st, "m": encode_arrays(st["m"]), "b": encode_arrays(st["b"]) if st.get("b") is not None else None,
                 "a": encode_arrays(st["a"]) if st.get("a") is not None else None,
-                "buf": encode_arrays({"x": st["buf"]})}
+                "buf": encode_arrays({"x": st["buf"]}),
+                **({"m2": encode_arrays(st["m2"]), "b2": encode_arrays(st["b2"])} if "m2" in st else {})}
 
     def load(self, st: dict) -> dict:
         b = decode_arrays(st["b"]) if st.get("b") is not None else None
@@ -256,10 +273,13 @@ class RhythmSource:
         if self.af is not None and a is None:         # a snapshot from before the AF detector
             a = self.af.initial_state()
         buf = decode_arrays(st["buf"])["x"]
+        second = ({"m2": decode_arrays(st["m2"]), "b2": decode_arrays(st["b2"]), "u": st["u"]} if "m2" in st
+                  else self._second_lead())               # (a snapshot from before the second lead: it starts now)
         return {**st, "m": decode_arrays(st["m"]), "b": b if self.beats is not None else None,
                 "a": a if self.af is not None else None,
                 "buf": buf if buf.ndim == 2 else buf[:, None],
-                "vt": st.get("vt") or self._no_steps()}   # (a snapshot from before the gate)
+                "vt": st.get("vt") or self._no_steps(),   # (a snapshot from before the gate)
+                **second}
 
     def update(self, st: dict, x: np.ndarray, first: int, flush: bool = False) -> list[tuple[str, str, int, int, str]]:
         """Events ``(type, kind, sample, established, rule)`` once ``BATCH_S`` of signal has gathered
@@ -290,8 +310,16 @@ class RhythmSource:
                 gate = VtGate(np.asarray(g["s"], np.int64), np.asarray(g["p"], np.float64), horizon)
             classified, runs, st["b"] = self.beats.process(buf, st["end"], update.beats, st["b"], flush=flush,
                                                            threshold=self.vt_threshold, gate=gate)
+            pending = st["b"]["pending"]
+            if buf.shape[1] > 1 and self.union is not None:   # the second lead's detector and classifier
+                update2, st["m2"] = self.monitor.process(buf[:, 1], st["end"], st["m2"])
+                _, runs2, st["b2"] = self.beats.process(buf, st["end"], update2.beats, st["b2"], flush=flush,
+                                                        threshold=self.vt_threshold, gate=gate)
+                pending2 = st["b2"]["pending"]
+                runs = self.union.update(st["u"], (runs, runs2), (update.beats, update2.beats), (pending, pending2),
+                                         st["end"] + len(buf), flush=flush)
+                pending = np.concatenate([pending, pending2])
             if gate is not None:   # keep the outputs near beats still pending or still to be reported
-                pending = st["b"]["pending"]
                 keep_from = min(st["end"] + len(buf) - self.gate_keep_n,
                                 int(pending.min()) if len(pending) else math.inf) - self.beats.gate_pre
                 k = int(np.searchsorted(gate.samples, keep_from))

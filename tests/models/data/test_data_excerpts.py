@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import wfdb
 
 from models.data import ecg, eeg
 from models.data.episodes import af_episodes, short_vt_runs, vt_episodes
@@ -18,8 +19,9 @@ def test_catalogue_files_exist_and_total_size_is_small():
     for name, e in CATALOGUE.items():
         path = excerpt_path(name)
         assert path.name == e.file
-        if path.suffix == ".hea":
-            assert path.with_suffix(".dat").exists() and path.with_suffix(".atr").exists()
+        if path.suffix == ".hea":   # (a CinC 2015 record has no annotation file: its alarm is in the header)
+            assert path.with_suffix(".dat").exists()
+            assert path.with_suffix(".atr").exists() == (not name.startswith("cinc2015_"))
     total = sum(p.stat().st_size for p in excerpts_dir().iterdir() if p.is_file())
     assert total < 3 * MB
     assert (excerpts_dir() / "README.md").exists()
@@ -39,6 +41,15 @@ def test_datasets_dir_env_and_require(tmp_path, monkeypatch):
         require_dataset("cudb")
     monkeypatch.delenv(DATASETS_ENV)
     assert datasets_dir().parts[-2:] == ("shared", "data")
+
+
+def test_cinc2015_v797l_excerpt():
+    path = excerpt_path("cinc2015_v797l_vt")
+    rec = ecg.read_wfdb(path)
+    assert rec.signal.shape == (15_000, 2) and rec.sample_rate == 250.0 and rec.channels == ["II", "V"]
+    assert 50 < np.nanstd(rec.signal[:, 0]) < 5000  # µV
+    assert ecg.excerpt_source(path) == ("cinc2015/v797l", 60_000, 75_000)
+    assert "True alarm" in wfdb.rdheader(str(path.with_suffix(""))).comments
 
 
 def test_mitdb_201_af_onset():

@@ -1,0 +1,142 @@
+"""VT runs from both leads' QRS detectors (:mod:`models.vt_leads`): the union of two beat
+classifiers' runs, the agreement guard on the second lead, and release in decision order."""
+
+from __future__ import annotations
+
+import numpy as np
+import orjson
+
+from models.beats import ALIKE, ALTERNATING, RunEvent
+from models.vt_leads import AGREE, LeadRunUnion, agreement, union_runs
+
+FS = 250.0
+
+
+def s(t: float) -> int:
+    return int(round(t * FS))
+
+
+SINUS = np.arange(s(0.5), s(60.0), s(0.8))          # a first-lead detector's beats, 75 bpm
+
+
+def play(calls, union=None):
+    """Union events of ``calls``: each ``(runs_a, runs_b, beats_a, beats_b, pending_a, pending_b,
+    chunk_end, flush)``, the state through a JSON round trip between calls."""
+    union = union or LeadRunUnion(FS)
+    st, out = union.initial_state(), []
+    for runs_a, runs_b, beats_a, beats_b, pend_a, pend_b, end, flush in calls:
+        st = orjson.loads(orjson.dumps(st))
+        out += union.update(st, (runs_a, runs_b), (beats_a, beats_b), (np.asarray(pend_a, np.int64),
+                                                                          np.asarray(pend_b, np.int64)), end, flush)
+    return [(e.onset_sample, e.established, e.end_sample, e.rule) for e in out]
+
+
+def begin(onset, est, rule=ALIKE):
+    return RunEvent(s(onset), s(est), rule=rule)
+
+
+def end(t):
+    return RunEvent(-1, s(t), s(t))
+
+
+def test_second_lead_run_counts_when_its_detector_agrees():
+    """A run only the second lead's beats show is the VT condition when that detector agreed with
+    the first before it; when it double counts (a beat between every two), it is not."""
+    agreeing = SINUS + 3
+    got = play([([], [begin(50.0, 52.0), end(55.0)], SINUS, agreeing, [], [], s(60.0), True)])
+    assert got == [(s(50.0), s(52.0), None, ALIKE), (s(50.0), s(50.0), s(55.0), "")]
+    doubling = np.sort(np.concatenate([SINUS + 3, SINUS + s(0.35)]))
+    assert agreement(SINUS, doubling, s(50.0), FS) < AGREE <= agreement(SINUS, agreeing, s(50.0), FS)
+    assert play([([], [begin(50.0, 52.0), end(55.0)], SINUS, doubling, [], [], s(60.0), True)]) == []
+
+
+def test_second_lead_counts_alike_runs_only():
+    """Runs that waive the likeness (alternating, the confident network) count on the first lead
+    only: a detector that alternates between pacing spikes and complexes looks bidirectional."""
+    got = play([([], [begin(50.0, 52.0, ALTERNATING), end(55.0)], SINUS, SINUS + 3, [], [], s(60.0), True)])
+    assert got == []
+    got = play([([begin(50.0, 52.0, ALTERNATING), end(55.0)], [], SINUS, SINUS + 3, [], [], s(60.0), True)])
+    assert got == [(s(50.0), s(52.0), None, ALTERNATING), (s(50.0), s(50.0), s(55.0), "")]
+
+
+def test_overlapping_runs_are_one_condition():
+    """The condition begins with the first run and ends with the last of overlapping runs."""
+    runs_a = [begin(10.0, 12.0), end(20.0)]
+    runs_b = [begin(15.0, 17.0), end(25.0)]
+    got = play([(runs_a, runs_b, SINUS, SINUS + 3, [], [], s(60.0), True)])
+    assert got == [(s(10.0), s(12.0), None, ALIKE), (s(10.0), s(10.0), s(25.0), "")]
+    got = play([(runs_b, runs_a, SINUS, SINUS + 3, [], [], s(60.0), True)])   # the other lead first
+    assert got == [(s(10.0), s(12.0), None, ALIKE), (s(10.0), s(10.0), s(25.0), "")]
+    assert union_runs([(s(10.0), s(20.0))], [(s(15.0), s(25.0)), (s(30.0), s(31.0))]) == [
+        (s(10.0), s(25.0)), (s(30.0), s(31.0))]
+
+
+def test_events_wait_until_neither_classifier_can_decide_earlier():
+    """A first-lead end is held while the second classifier still holds a beat before it; the
+    result is that of one call with everything (the union does not depend on the chunking)."""
+    whole = play([([begin(10.0, 12.0), end(20.0)], [begin(15.0, 17.0), end(25.0)], SINUS, SINUS + 3, [], [],
+                   s(40.0), False)])
+    union = LeadRunUnion(FS)
+    st = union.initial_state()
+    first = union.update(st, ([begin(10.0, 12.0), end(20.0)], []), (SINUS[SINUS < s(21.0)], SINUS[SINUS < s(14.0)] + 3),
+                         (np.zeros(0, np.int64), np.array([s(14.0)])), s(21.0))
+    assert [(e.onset_sample, e.end_sample) for e in first] == [(s(10.0), None)]   # the end waits
+    rest = union.update(st, ([], [begin(15.0, 17.0), end(25.0)]), (SINUS[SINUS >= s(21.0)],
+                        SINUS[SINUS >= s(14.0)] + 3), (np.zeros(0, np.int64), np.zeros(0, np.int64)), s(40.0))
+    assert [(e.onset_sample, e.established, e.end_sample, e.rule) for e in first + rest] == whole
+    assert whole == [(s(10.0), s(12.0), None, ALIKE), (s(10.0), s(10.0), s(25.0), "")]
+
+
+def test_a_silent_second_lead_delays_by_at_most_the_report_lag():
+    """With no beats on the second lead, a first-lead event is released once the chunk end is
+    REPORT_LAG_S past it."""
+    from models.qrs import REPORT_LAG_S
+
+    union = LeadRunUnion(FS)
+    st = union.initial_state()
+    none = np.zeros(0, np.int64)
+    est = s(12.0)
+    beats = np.r_[SINUS[SINUS < s(10.0)], np.arange(s(10.0), est + 1, s(0.5))]   # the run's beats end at est
+    early = union.update(st, ([begin(10.0, 12.0)], []), (beats, none), (none, none),
+                         est + s(REPORT_LAG_S) - 1)
+    assert early == []
+    late = union.update(st, ([], []), (none, none), (none, none), est + s(REPORT_LAG_S) + 2)
+    assert [(e.onset_sample, e.established) for e in late] == [(s(10.0), est)]
+
+
+def _vt_events(x, fs, second: bool, bounds, roundtrip=False):
+    """VT events of ``x`` through a RhythmSource (both leads' detectors, or the first only),
+    chunked at ``bounds``, the state through JSON at every boundary when ``roundtrip``."""
+    from models.qrs import RhythmMonitor
+    from service.alarms.sources import RhythmSource, beat_classifier_for
+
+    mon = RhythmMonitor(fs)
+    src = RhythmSource(mon, beat_classifier_for(mon))
+    if not second:
+        src.union = None
+    st, out = src.initial_state(), []
+    cuts = [0, *bounds, len(x)]
+    for a, b in zip(cuts[:-1], cuts[1:]):
+        if roundtrip:
+            st = src.load(orjson.loads(orjson.dumps(src.export(st), option=orjson.OPT_SERIALIZE_NUMPY)))
+        out += src.update(st, x[a:b], a, flush=b == len(x))
+    return [e for e in out if e[1] == "vt"]
+
+
+def test_second_lead_finds_the_vt_the_first_misses():
+    """CinC 2015 v797l (shipped excerpt, 240-300 s): the VT of broad complexes from ~57.3 s is a
+    run of alike beats on lead V's detector; lead II's alone finds none. Any chunking, with JSON
+    snapshots in between, gives the same events."""
+    from synthetic import random_bounds
+
+    from models.data import ecg
+    from models.data.excerpts import excerpt_path
+
+    rec = ecg.read_wfdb(excerpt_path("cinc2015_v797l_vt"))
+    x, fs = rec.signal.astype(np.float64), rec.sample_rate
+    seconds = list(range(int(fs), len(x), int(fs)))
+    assert _vt_events(x, fs, False, seconds) == []
+    both = _vt_events(x, fs, True, seconds)
+    begins = [e for e in both if e[0] == "begin"]
+    assert len(begins) == 1 and 56.5 * fs < begins[0][2] < 58.0 * fs and begins[0][4] == ALIKE
+    assert _vt_events(x, fs, True, random_bounds(len(x), fs, np.random.default_rng(3)), roundtrip=True) == both
