@@ -323,15 +323,21 @@ class BeatClassifier:
         return y
 
     def _features(self, b: int, buf: np.ndarray, buf_start: int, st: dict) -> np.ndarray | None:
-        """Features (F,) of the beat at ``b`` (updating the templates and RR), None without a window."""
+        """Features (F,) of the beat at ``b`` (updating the templates and RR), None without a window.
+
+        A lead whose window is not all valid (an electrode off, NaN) is left out, and the other
+        stands in for it, as in a one-lead session: losing one lead must not stop VT and AF
+        detection, which the alarm engine would not report (signal_loss needs every lead lost).
+        The left-out lead's templates wait for it to come back."""
         lo = b - self.pre - self.lag - buf_start
         hi = b + self.post + self.lag + 1 - buf_start
-        if lo < 0 or hi > len(buf) or not np.isfinite(buf[lo:hi]).all():
+        valid = np.isfinite(buf[lo:hi]).all(axis=0) if 0 <= lo and hi <= len(buf) else np.zeros(1, bool)
+        if not valid.any():
             st["last_beat"], st["rr"] = np.asarray(-1, np.int64), np.zeros(0)
             return None
         feats, sims = [], []
         hist = st["hist_seg"]
-        for j in range(buf.shape[1]):
+        for j in np.flatnonzero(valid).tolist():
             segs = buf[lo:hi, j][self.window_index]
             segs = segs - np.median(segs, axis=1, keepdims=True)
             lead, seg = self._lead(segs, st, j)

@@ -263,3 +263,30 @@ def test_state_from_before_the_gate_resumes(excerpt_203):
     after = src.update(st, x[cut:], cut, flush=True)
     whole = run_source(x, fs, [cut], steps=(step_end, p_vt))
     assert before + after == whole
+
+
+def test_a_lost_second_lead_leaves_the_first_standing_in():
+    """With the second lead lost (NaN throughout: an electrode off, which raises no signal_loss
+    while the first lead is good), the beats are classified from the first lead alone, exactly
+    as in a one-lead session, and the rhythm source's events are those of that session."""
+    path = excerpt_path("mitdb_201_af.hea")
+    rec = ecg.read_wfdb(path)
+    fs, x = rec.sample_rate, rec.signal.astype(np.float64)
+    lost = x.copy()
+    lost[:, 1] = np.nan
+    mon = RhythmMonitor(fs)
+    beats = mon.process(x[:, 0], 0, mon.initial_state())[0].beats
+    clf = BeatClassifier(fs, 2, load_weights())
+    got_lost, _, _ = clf.process(lost, 0, beats, clf.initial_state(), flush=True)
+    got_one, _, _ = clf.process(x[:, :1], 0, beats, clf.initial_state(), flush=True)
+    assert len(got_lost) >= len(beats) - 5
+    assert [(s, p) for s, _, p, _ in got_lost] == [(s, p) for s, _, p, _ in got_one]
+    seconds = list(range(int(fs), len(x), int(fs)))
+    assert run_source(lost, fs, seconds) == run_source(x[:, :1], fs, seconds)
+    from service.alarms.sources import af_detector_for
+
+    src = RhythmSource(mon, beat_classifier_for(mon), af_detector_for(mon, beat_classifier_for(mon)))
+    st, events = src.initial_state(), []
+    for a in range(0, len(lost), int(fs)):
+        events += src.update(st, lost[a:a + int(fs)], a, flush=a + int(fs) >= len(lost))
+    assert [e for e in events if e[1] == "af" and e[0] == "begin"]   # the AF episode is still found
