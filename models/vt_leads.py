@@ -132,9 +132,9 @@ class LeadRunUnion:
 
     def _apply(self, st: dict, row: list, out: list[RunEvent]) -> None:
         _, s, onset, established, end, rule = row
-        runs = st["runs"]
+        runs, (first, second) = st["runs"], st["beats"]
         if end < 0:                                          # a stream's run began
-            counted = s == 0 or (rule == ALIKE and self.agreement(st, onset) >= AGREE)
+            counted = s == 0 or (rule == ALIKE and agreement(first, second, onset, self.fs) >= AGREE)
             runs[s] = 1 if counted else -1
             if counted and st["onset"] < 0:
                 st["onset"] = max(onset, int(st["last_end"]))
@@ -145,10 +145,6 @@ class LeadRunUnion:
         if was == 1 and st["onset"] >= 0 and runs[1 - s] != 1:   # the last counted run ended
             out.append(RunEvent(st["onset"], st["onset"], end))
             st["onset"], st["last_end"] = -1, end
-
-    def agreement(self, st: dict, onset: int) -> float:
-        """:func:`agreement` of the detectors' beats kept in ``st``."""
-        return agreement(st["beats"][0], st["beats"][1], onset, self.fs)
 
 
 def agreement(first: list | np.ndarray, second: list | np.ndarray, onset: int, fs: float) -> float:

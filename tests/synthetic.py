@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import orjson
 
 
 def random_bounds(n: int, fs: float, rng: np.random.Generator, max_s: float = 5.0) -> list[int]:
@@ -23,6 +24,24 @@ def random_bounds(n: int, fs: float, rng: np.random.Generator, max_s: float = 5.
         pos = min(n, pos + step)
         bounds.append(pos)
     return bounds[:-1] if bounds and bounds[-1] == n else bounds
+
+
+def feed_rhythm_source(src, x: np.ndarray, bounds: list[int], roundtrip: bool = False,
+                       steps: tuple[np.ndarray, np.ndarray] | None = None) -> list[tuple]:
+    """Events of a fresh state of ``src`` (a ``service.alarms.sources.RhythmSource``) over ``x`` cut
+    at ``bounds``: the state through a JSON round trip at every boundary when ``roundtrip``;
+    ``steps``: ``(step_end, p_vt)``, the network's vt outputs, fed with the chunk that completes
+    them as the alarm engine feeds them (the network gate)."""
+    st, events = src.initial_state(), []
+    cuts = [0, *bounds, len(x)]
+    for a, b in zip(cuts[:-1], cuts[1:]):
+        if roundtrip:
+            st = src.load(orjson.loads(orjson.dumps(src.export(st), option=orjson.OPT_SERIALIZE_NUMPY)))
+        if steps is not None:
+            sel = (steps[0] >= a) & (steps[0] < b)
+            src.add_steps(st, steps[0][sel], steps[1][sel])
+        events += src.update(st, x[a:b], a, flush=b == len(x))
+    return events
 
 
 def synthetic_signal(seconds: float, fs: float, n_channels: int, seed: int = 0, amplitude: float = 200.0) -> np.ndarray:

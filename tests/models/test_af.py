@@ -9,7 +9,7 @@ import json
 import numpy as np
 import orjson
 import pytest
-from synthetic import random_bounds
+from synthetic import feed_rhythm_source, random_bounds
 
 from models.af import FEATURES, MIN_RR, RESET_GAP_S, AfDetector, AfWeights, load_weights, rr_features
 from models.af_fit import record_beats, score
@@ -131,14 +131,7 @@ def source_events(x, fs, bounds, roundtrip=False):
     beats = beat_classifier_for(mon)
     src = RhythmSource(mon, beats, af_detector_for(mon, beats))
     assert "af" in src.kinds
-    st = src.initial_state()
-    out = []
-    cuts = [0, *bounds, len(x)]
-    for a, b in zip(cuts[:-1], cuts[1:]):
-        if roundtrip:
-            st = src.load(orjson.loads(orjson.dumps(src.export(st), option=orjson.OPT_SERIALIZE_NUMPY)))
-        out += src.update(st, x[a:b], a, flush=b == len(x))
-    return [e for e in out if e[1] == "af"]
+    return [e for e in feed_rhythm_source(src, x, bounds, roundtrip) if e[1] == "af"]
 
 
 def test_af_in_the_201_excerpt_through_the_rhythm_source():

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import orjson
 import pytest
-from synthetic import random_bounds
+from synthetic import feed_rhythm_source, random_bounds
 
 from models.beats import ALIKE, ALTERNATING, CONFIDENT, FEATURES, RUN_RULES, BeatClassifier, BeatWeights, load_weights
 from models.beats_fit import record_beats, score_record
@@ -36,17 +36,7 @@ def run_source(x, fs, bounds, roundtrip=False, steps=None):
     (the network gate); None: no gate."""
     mon = RhythmMonitor(fs)
     src = RhythmSource(mon, beat_classifier_for(mon), gate=steps is not None)
-    st = src.initial_state()
-    events = []
-    cuts = [0, *bounds, len(x)]
-    for a, b in zip(cuts[:-1], cuts[1:]):
-        if roundtrip:
-            st = src.load(orjson.loads(orjson.dumps(src.export(st), option=orjson.OPT_SERIALIZE_NUMPY)))
-        if steps is not None:
-            sel = (steps[0] >= a) & (steps[0] < b)
-            src.add_steps(st, steps[0][sel], steps[1][sel])
-        events += src.update(st, x[a:b], a, flush=b == len(x))
-    return events
+    return feed_rhythm_source(src, x, bounds, roundtrip, steps)
 
 
 def test_shipped_weights_load_and_describe_their_features():
@@ -286,7 +276,5 @@ def test_a_lost_second_lead_leaves_the_first_standing_in():
     from service.alarms.sources import af_detector_for
 
     src = RhythmSource(mon, beat_classifier_for(mon), af_detector_for(mon, beat_classifier_for(mon)))
-    st, events = src.initial_state(), []
-    for a in range(0, len(lost), int(fs)):
-        events += src.update(st, lost[a:a + int(fs)], a, flush=a + int(fs) >= len(lost))
+    events = feed_rhythm_source(src, lost, seconds)
     assert [e for e in events if e[1] == "af" and e[0] == "begin"]   # the AF episode is still found

@@ -107,6 +107,8 @@ def test_a_silent_second_lead_delays_by_at_most_the_report_lag():
 def _vt_events(x, fs, second: bool, bounds, roundtrip=False):
     """VT events of ``x`` through a RhythmSource (both leads' detectors, or the first only),
     chunked at ``bounds``, the state through JSON at every boundary when ``roundtrip``."""
+    from synthetic import feed_rhythm_source
+
     from models.qrs import RhythmMonitor
     from service.alarms.sources import RhythmSource, beat_classifier_for
 
@@ -114,13 +116,7 @@ def _vt_events(x, fs, second: bool, bounds, roundtrip=False):
     src = RhythmSource(mon, beat_classifier_for(mon))
     if not second:
         src.union = None
-    st, out = src.initial_state(), []
-    cuts = [0, *bounds, len(x)]
-    for a, b in zip(cuts[:-1], cuts[1:]):
-        if roundtrip:
-            st = src.load(orjson.loads(orjson.dumps(src.export(st), option=orjson.OPT_SERIALIZE_NUMPY)))
-        out += src.update(st, x[a:b], a, flush=b == len(x))
-    return [e for e in out if e[1] == "vt"]
+    return [e for e in feed_rhythm_source(src, x, bounds, roundtrip) if e[1] == "vt"]
 
 
 def test_second_lead_finds_the_vt_the_first_misses():
