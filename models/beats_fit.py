@@ -36,7 +36,7 @@ from models.data.labels import RHYTHM_VF, RHYTHM_VFL, RHYTHM_VT, VENTRICULAR_BEA
 from models.data.paths import datasets_dir
 from models.mlp import fit_mlp
 from models.qrs import RhythmMonitor
-from models.vt_leads import AGREE, agreement, union_runs
+from models.vt_leads import second_counts, union_runs
 
 HIDDEN, EPOCHS, LR, WEIGHT_DECAY, SEED = 16, 400, 0.02, 1e-3, 0
 THRESHOLD = 0.9  # a beat is ventricular at p >= 0.9 (LORO sweep 0.5-0.98: fewest false runs
@@ -198,7 +198,9 @@ def score_record(r: dict, w: BeatWeights) -> dict:
     if len(r["beats_b"]):
         second = vt_runs(r["beats_b"], _probabilities(w, r["features_b"]), r["info_b"], r["fs"], w.threshold,
                          r["gate_b"], rules=(ALIKE,))
-        det = union_runs(det, [(s, e) for s, e in second if agreement(r["beats"], r["beats_b"], s, r["fs"]) >= AGREE])
+        fifth = {int(b): int(r["beats_b"][min(i + 4, len(r["beats_b"]) - 1)]) for i, b in enumerate(r["beats_b"])}
+        det = union_runs(det, [(s, e) for s, e in second
+                               if second_counts(r["beats"], r["beats_b"], s, fifth.get(int(s), s), r["fs"])])
     ref = r["vt"]
     hit = sum(any(s < e2 and s2 < e for s2, e2 in det) for s, e in ref)
     true_det = sum(any(s < e2 and s2 < e for s2, e2 in ref) for s, e in det)

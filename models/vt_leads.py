@@ -17,7 +17,10 @@ that take turns, as a detector alternating between spikes and complexes makes, l
 bidirectional VT) and when, over ``AGREE_S`` before its onset, at least ``AGREE`` of that
 detector's beats lay within ``MATCH_S`` of a first-lead beat. The window ends
 ``REPORT_LAG_S`` before the onset (the detectors report a beat up to that late), so the
-guard sees final beats only. On the MIT-BIH records and the CinC 2015 training half, the
+guard sees final beats only. Where the first lead shows no beat at all from ``SILENT_PRE_S``
+before the run's onset to its 5th beat (the lead is lost: an electrode off, NaN, a flat line),
+there is nothing to agree with, and the run counts: the second lead is then the session's only
+lead, as in a one-lead session. On the MIT-BIH records and the CinC 2015 training half, the
 second-lead runs of such detectors agreed 0.28-0.63, those of sound ones 0.82-1.0; ``AGREE`` is
 the middle of that gap (docs/beats.md, "Both leads", which also says what of the test half was
 seen while choosing).
@@ -43,6 +46,7 @@ from models.qrs import REPORT_LAG_S
 AGREE = 0.7        # share of the second detector's beats within MATCH_S of a first-lead beat
 AGREE_S = 30.0     # ... over this long before the run's onset (s)
 MATCH_S = 0.15     # two detections of one beat (s)
+SILENT_PRE_S = 1.0  # the first lead silent from this long before a second-lead run's onset (s)
 KEEP_MARGIN_S = 15.0  # detector beats kept beyond AGREE_S + lag, for runs still to be decided (s)
 
 
@@ -134,7 +138,7 @@ class LeadRunUnion:
         _, s, onset, established, end, rule = row
         runs, (first, second) = st["runs"], st["beats"]
         if end < 0:                                          # a stream's run began
-            counted = s == 0 or (rule == ALIKE and agreement(first, second, onset, self.fs) >= AGREE)
+            counted = s == 0 or (rule == ALIKE and second_counts(first, second, onset, established, self.fs))
             runs[s] = 1 if counted else -1
             if counted and st["onset"] < 0:
                 st["onset"] = max(onset, int(st["last_end"]))
@@ -145,6 +149,18 @@ class LeadRunUnion:
         if was == 1 and st["onset"] >= 0 and runs[1 - s] != 1:   # the last counted run ended
             out.append(RunEvent(st["onset"], st["onset"], end))
             st["onset"], st["last_end"] = -1, end
+
+
+def second_counts(first: list | np.ndarray, second: list | np.ndarray, onset: int, established: int,
+                  fs: float) -> bool:
+    """Whether a second-lead run of alike beats (``onset`` to its 5th beat, ``established``)
+    counts: its detector agreed with the first lead's before it (:func:`agreement`), or the first
+    lead's detector reported no beat from ``SILENT_PRE_S`` before the onset to ``established``
+    (the first lead is lost). ``first``, ``second``: increasing beat samples."""
+    a = np.asarray(first, np.int64)
+    lo = onset - round(SILENT_PRE_S * fs)
+    silent = not ((a >= lo) & (a <= established)).any()
+    return silent or agreement(first, second, onset, fs) >= AGREE
 
 
 def agreement(first: list | np.ndarray, second: list | np.ndarray, onset: int, fs: float) -> float:

@@ -7,7 +7,7 @@ import numpy as np
 import orjson
 
 from models.beats import ALIKE, ALTERNATING, RunEvent
-from models.vt_leads import AGREE, LeadRunUnion, agreement, union_runs
+from models.vt_leads import AGREE, SILENT_PRE_S, LeadRunUnion, agreement, second_counts, union_runs
 
 FS = 250.0
 
@@ -48,6 +48,22 @@ def test_second_lead_run_counts_when_its_detector_agrees():
     doubling = np.sort(np.concatenate([SINUS + 3, SINUS + s(0.35)]))
     assert agreement(SINUS, doubling, s(50.0), FS) < AGREE <= agreement(SINUS, agreeing, s(50.0), FS)
     assert play([([], [begin(50.0, 52.0), end(55.0)], SINUS, doubling, [], [], s(60.0), True)]) == []
+
+
+def test_second_lead_run_counts_where_the_first_lead_is_silent():
+    """With the first lead lost (no beat from SILENT_PRE_S before the onset to the 5th beat: NaN,
+    an electrode off) the second lead's run of alike beats counts without the agreement test;
+    a first-lead beat inside that span, or a non-alike run, does not."""
+    lost = SINUS[SINUS < s(40.0)]                       # the first lead's beats stop at 40 s
+    doubling = np.sort(np.concatenate([SINUS + 3, SINUS + s(0.35)]))
+    assert agreement(lost, doubling, s(50.0), FS) < AGREE
+    got = play([([], [begin(50.0, 52.0), end(55.0)], lost, doubling, [], [], s(60.0), True)])
+    assert got == [(s(50.0), s(52.0), None, ALIKE), (s(50.0), s(50.0), s(55.0), "")]
+    assert not second_counts(np.append(lost, s(51.0)), doubling, s(50.0), s(52.0), FS)
+    assert not second_counts(np.append(lost, s(50.0 - SILENT_PRE_S)), doubling, s(50.0), s(52.0), FS)
+    assert second_counts(np.append(lost, s(50.0 - SILENT_PRE_S) - 1), doubling, s(50.0), s(52.0), FS)
+    got = play([([], [begin(50.0, 52.0, ALTERNATING), end(55.0)], lost, doubling, [], [], s(60.0), True)])
+    assert got == []
 
 
 def test_second_lead_counts_alike_runs_only():
@@ -136,3 +152,22 @@ def test_second_lead_finds_the_vt_the_first_misses():
     begins = [e for e in both if e[0] == "begin"]
     assert len(begins) == 1 and 56.5 * fs < begins[0][2] < 58.0 * fs and begins[0][4] == ALIKE
     assert _vt_events(x, fs, True, random_bounds(len(x), fs, np.random.default_rng(3)), roundtrip=True) == both
+
+
+def test_vt_is_found_on_the_second_lead_when_the_first_is_lost():
+    """v797l with lead II lost (NaN) from 30 s: lead V's detector alone shows the VT; before the
+    silent-lead rule it found none (no first-lead beats to agree with). Chunk-exact."""
+    from synthetic import random_bounds
+
+    from models.data import ecg
+    from models.data.excerpts import excerpt_path
+
+    rec = ecg.read_wfdb(excerpt_path("cinc2015_v797l_vt"))
+    x, fs = rec.signal.astype(np.float64), rec.sample_rate
+    x[int(30 * fs):, 0] = np.nan
+    seconds = list(range(int(fs), len(x), int(fs)))
+    assert _vt_events(x, fs, False, seconds) == []
+    both = _vt_events(x, fs, True, seconds)
+    begins = [e for e in both if e[0] == "begin"]
+    assert len(begins) == 1 and 56.5 * fs < begins[0][2] < 58.0 * fs and begins[0][4] == ALIKE
+    assert _vt_events(x, fs, True, random_bounds(len(x), fs, np.random.default_rng(5)), roundtrip=True) == both
