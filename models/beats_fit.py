@@ -198,9 +198,10 @@ def score_record(r: dict, w: BeatWeights) -> dict:
     if len(r["beats_b"]):
         second = vt_runs(r["beats_b"], _probabilities(w, r["features_b"]), r["info_b"], r["fs"], w.threshold,
                          r["gate_b"], rules=(ALIKE,))
-        fifth = {int(b): int(r["beats_b"][min(i + 4, len(r["beats_b"]) - 1)]) for i, b in enumerate(r["beats_b"])}
-        det = union_runs(det, [(s, e) for s, e in second
-                               if second_counts(r["beats"], r["beats_b"], s, fifth.get(int(s), s), r["fs"])])
+        b = np.asarray(r["beats_b"])
+        fifth = [int(b[min(np.searchsorted(b, s) + 4, len(b) - 1)]) for s, _ in second]   # established
+        det = union_runs(det, [(s, e) for (s, e), est in zip(second, fifth)
+                               if second_counts(r["beats"], b, s, est, r["fs"])])
     ref = r["vt"]
     hit = sum(any(s < e2 and s2 < e for s2, e2 in det) for s, e in ref)
     true_det = sum(any(s < e2 and s2 < e for s2, e2 in ref) for s, e in det)

@@ -18,7 +18,7 @@ bidirectional VT) and when, over ``AGREE_S`` before its onset, at least ``AGREE`
 detector's beats lay within ``MATCH_S`` of a first-lead beat. The window ends
 ``REPORT_LAG_S`` before the onset (the detectors report a beat up to that late), so the
 guard sees final beats only. Where the first lead shows no beat at all from ``SILENT_PRE_S``
-before the run's onset to its 5th beat (the lead is lost: an electrode off, NaN, a flat line),
+before the run's onset to its 5th beat (the lead is lost: an electrode off, NaN),
 there is nothing to agree with, and the run counts: the second lead is then the session's only
 lead, as in a one-lead session. On the MIT-BIH records and the CinC 2015 training half, the
 second-lead runs of such detectors agreed 0.28-0.63, those of sound ones 0.82-1.0; ``AGREE`` is

@@ -135,39 +135,39 @@ def _vt_events(x, fs, second: bool, bounds, roundtrip=False):
     return [e for e in feed_rhythm_source(src, x, bounds, roundtrip) if e[1] == "vt"]
 
 
-def test_second_lead_finds_the_vt_the_first_misses():
-    """CinC 2015 v797l (shipped excerpt, 240-300 s): the VT of broad complexes from ~57.3 s is a
-    run of alike beats on lead V's detector; lead II's alone finds none. Any chunking, with JSON
-    snapshots in between, gives the same events."""
-    from synthetic import random_bounds
-
+def _v797l():
+    """The shipped CinC 2015 v797l excerpt: ``(x (n, 2) float64, fs)``."""
     from models.data import ecg
     from models.data.excerpts import excerpt_path
 
     rec = ecg.read_wfdb(excerpt_path("cinc2015_v797l_vt"))
-    x, fs = rec.signal.astype(np.float64), rec.sample_rate
+    return rec.signal.astype(np.float64), rec.sample_rate
+
+
+def _assert_second_lead_alone_finds_the_vt(x, fs, seed):
+    """v797l: the first lead's detector alone finds no VT; with both, one run of alike beats begins
+    at ~57.3 s, the same for a random chunking with JSON snapshots."""
+    from synthetic import random_bounds
+
     seconds = list(range(int(fs), len(x), int(fs)))
     assert _vt_events(x, fs, False, seconds) == []
     both = _vt_events(x, fs, True, seconds)
     begins = [e for e in both if e[0] == "begin"]
     assert len(begins) == 1 and 56.5 * fs < begins[0][2] < 58.0 * fs and begins[0][4] == ALIKE
-    assert _vt_events(x, fs, True, random_bounds(len(x), fs, np.random.default_rng(3)), roundtrip=True) == both
+    assert _vt_events(x, fs, True, random_bounds(len(x), fs, np.random.default_rng(seed)), roundtrip=True) == both
+
+
+def test_second_lead_finds_the_vt_the_first_misses():
+    """CinC 2015 v797l (shipped excerpt, 240-300 s): the VT of broad complexes from ~57.3 s is a
+    run of alike beats on lead V's detector; lead II's alone finds none. Any chunking, with JSON
+    snapshots in between, gives the same events."""
+    x, fs = _v797l()
+    _assert_second_lead_alone_finds_the_vt(x, fs, seed=3)
 
 
 def test_vt_is_found_on_the_second_lead_when_the_first_is_lost():
     """v797l with lead II lost (NaN) from 30 s: lead V's detector alone shows the VT; before the
     silent-lead rule it found none (no first-lead beats to agree with). Chunk-exact."""
-    from synthetic import random_bounds
-
-    from models.data import ecg
-    from models.data.excerpts import excerpt_path
-
-    rec = ecg.read_wfdb(excerpt_path("cinc2015_v797l_vt"))
-    x, fs = rec.signal.astype(np.float64), rec.sample_rate
+    x, fs = _v797l()
     x[int(30 * fs):, 0] = np.nan
-    seconds = list(range(int(fs), len(x), int(fs)))
-    assert _vt_events(x, fs, False, seconds) == []
-    both = _vt_events(x, fs, True, seconds)
-    begins = [e for e in both if e[0] == "begin"]
-    assert len(begins) == 1 and 56.5 * fs < begins[0][2] < 58.0 * fs and begins[0][4] == ALIKE
-    assert _vt_events(x, fs, True, random_bounds(len(x), fs, np.random.default_rng(5)), roundtrip=True) == both
+    _assert_second_lead_alone_finds_the_vt(x, fs, seed=5)
