@@ -57,6 +57,7 @@ from pathlib import Path
 import numpy as np
 from scipy.signal import butter, sosfilt, sosfilt_zi
 
+from models.flatline import FLAT_LEAD_S, flat_samples
 from models.mlp import TanhMLP, load_weights_file
 
 BAND_HZ = (1.0, 30.0)      # morphology band, Hz
@@ -198,6 +199,7 @@ class BeatClassifier:
         self.width = self.pre + self.post + 1
         self.window_index = self.lags[:, None] + self.lag + np.arange(self.width)[None]  # (lags, W) into a window
         self.keep = round(BUFFER_S * self.fs) + self.pre + self.lag
+        self.flat_n = round(FLAT_LEAD_S * self.fs)
         self.gate_pre, self.gate_post = round(GATE_PRE_S * self.fs), round(GATE_POST_S * self.fs)
 
     # ------------------------------------------------------------------ state
@@ -209,6 +211,8 @@ class BeatClassifier:
             "buf": np.zeros((0, L)),                       # (k, L) filtered signal, nan = missing
             "zi": np.zeros((L, self.sos.shape[0], 2)),
             "prev_valid": np.zeros(L, bool),
+            "flat_last": np.zeros(L),                      # each lead's last value and how many samples
+            "flat_run": np.zeros(L, np.int64),             # held it (models/flatline.py)
             "templates": np.zeros((L, N_TEMPLATES, W)),
             "counts": np.zeros((L, N_TEMPLATES)),
             "widths": np.zeros((L, N_TEMPLATES)),
@@ -301,10 +305,14 @@ class BeatClassifier:
 
     # ------------------------------------------------------------------ parts
     def _filter(self, x: np.ndarray, st: dict) -> np.ndarray:
-        """Band-pass each lead over its valid runs; nan where missing. ``(n, L)``."""
+        """Band-pass each lead over its valid runs; nan where missing or flat (a lead that holds
+        one value, :mod:`models.flatline`). ``(n, L)``."""
         y = np.full(x.shape, np.nan)
+        finite = np.isfinite(x) & (np.abs(x) < 1e15)
+        flat, st["flat_last"], st["flat_run"] = flat_samples(np.where(finite, x, np.nan), st["flat_last"],
+                                                             st["flat_run"], self.flat_n)
         for j in range(x.shape[1]):
-            v = np.isfinite(x[:, j]) & (np.abs(x[:, j]) < 1e15)
+            v = finite[:, j] & ~flat[:, j]
             if not v.any():
                 st["prev_valid"][j] = False
                 continue

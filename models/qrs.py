@@ -22,7 +22,8 @@ The rectified derivative makes the detector polarity invariant; the relative thr
 gain invariant (levels are learnt over the first 2 s of valid signal; the beats of those 2 s are
 reported at their end).
 
-Missing values (NaN, Inf) are "no signal": no beats; the filters restart on the first valid
+Missing values (NaN, Inf) and a flat line (one value held ``models.flatline.FLAT_LEAD_S``, from
+then on) are "no signal": no beats; the filters restart on the first valid
 value after a gap (steady state, no step transient); RR history and beat runs restart; an active
 condition ends where the gap starts; asystole needs 4 s of *valid* signal without a beat.
 The signal and noise levels are kept across a gap: a lead that comes back much smaller (below
@@ -49,6 +50,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.ndimage import maximum_filter1d
 from scipy.signal import butter, group_delay, lfilter, sos2tf, sosfilt, sosfilt_zi
+
+from models.flatline import FLAT_LEAD_S, flat_samples
 
 # --- CinC 2015 conditions (DESIGN §3) --------------------------------------------------------
 ASYSTOLE_S = 4.0            # s without a QRS
@@ -136,8 +139,9 @@ _INT_FIELDS = (
     "n_learn",       # candidates collected while learning
     "n_rr",          # RR intervals held (<= RR_KEEP)
     "n_run",         # beats held in the current run (<= TACHY_BEATS)
+    "flat_run",      # samples up to end-1 that held flat_last (models/flatline.py)
 )
-_FLOAT_FIELDS = ("spk", "npk", "last_slope")
+_FLOAT_FIELDS = ("spk", "npk", "last_slope", "flat_last")
 
 
 class _S:
@@ -188,6 +192,7 @@ class RhythmMonitor:
         self.hist = self.post + max(self.pre, self.look + self.delay_bp) + 2  # samples carried
         self.asys = round(ASYSTOLE_S * fs)
         self.learn = round(LEARN_S * fs)
+        self.flat_n = round(FLAT_LEAD_S * fs)
         self.t_wave = round(T_WAVE_S * fs)
         # Longest delay from a beat's sample to the call that reports it, search-back and the
         # first LEARN_S of signal aside (then it is longer): samples.
@@ -197,7 +202,7 @@ class RhythmMonitor:
     def initial_state(self) -> dict[str, np.ndarray]:
         """A fresh state: a dict of numpy arrays (``np.savez``-able without pickle)."""
         st = {k: np.asarray(-1, dtype=np.int64) for k in _INT_FIELDS}
-        for k in ("prev_valid", "n_pend", "n_learn", "n_rr", "n_run"):
+        for k in ("prev_valid", "n_pend", "n_learn", "n_rr", "n_run", "flat_run"):
             st[k] = np.asarray(0, dtype=np.int64)
         st.update({k: np.asarray(0.0) for k in _FLOAT_FIELDS})
         k = self.hist
@@ -278,12 +283,18 @@ class RhythmMonitor:
                 end += n
             upd, state = self.process(x, first_sample, state)
             return RhythmUpdate(np.concatenate([*beats, upd.beats]), upd.hr_bpm, events + upd.events), state
+        if "flat_run" not in state:                      # a snapshot from before the flat-line rule
+            state = {**state, "flat_run": np.asarray(0, np.int64), "flat_last": np.asarray(0.0)}
         s = _S(state)
         if s.origin < 0:
             s.origin = s.end = s.h = first_sample
         if first_sample < s.end:
             raise ValueError(f"Invalid first_sample: expected >= {s.end}, got {first_sample}")
         valid = np.isfinite(x) & (np.abs(x) < MAX_ABS)
+        flat, last, run = flat_samples(np.where(valid, x, np.nan)[:, None], np.asarray([s.flat_last]),
+                                       np.asarray([s.flat_run]), self.flat_n)
+        s.flat_last, s.flat_run = float(last[0]), int(run[0])
+        valid &= ~flat[:, 0]                             # a flat line is no signal (models/flatline.py)
         m, a, d = self._features(np.where(valid, x, 0.0), valid, s)
 
         # Feature buffer: carried history + this chunk, covering [bs, e) absolute.

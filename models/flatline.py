@@ -1,0 +1,60 @@
+"""A lead that holds one value is no signal: causal flat-line marking for the ECG detectors.
+
+A monitor sends a constant when an electrode is off or a lead has failed; a real ECG, even in
+asystole, carries noise and changes every few samples. A flat lead must not look like a silent
+heart (a false asystole) or stand in for a lead in the beat classifier (it would hide a VT seen on
+the other lead), so the QRS detector (:mod:`models.qrs`) and the beat classifier
+(:mod:`models.beats`) treat its samples as missing, as they treat NaN.
+
+A sample is *flat* when it and the ``FLAT_LEAD_S`` seconds of samples before it hold one value
+(causal: the first ``FLAT_LEAD_S`` of a flat stretch are still signal, and carry no beat). In the
+shared recordings the longest run of identical digital values on a lead that carries signal is
+0.74 s (MIT-BIH 116, MLII; CinC 2017 0.18 s; NSTDB and CUDB < 0.05 s); the CinC 2015 lead-off
+stretches hold one value for 6-29 s. ``FLAT_LEAD_S`` is half of the 4 s an asystole needs, so a flat
+lead never reaches one.
+
+(The service's ``signal_loss`` alert uses its own, longer flat-line rule on the raw input,
+:mod:`service.quality`, with the onset at the start of the run.)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+FLAT_LEAD_S = 2.0   # a value held this long (s) is a flat line
+
+
+def flat_samples(x: np.ndarray, last: np.ndarray, run: np.ndarray, n_flat: int
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mark the flat samples of a chunk, carrying the run across chunks (chunk-exact).
+
+    Parameters
+    ----------
+    x : np.ndarray
+        ``(n, L)`` samples of ``L`` leads (NaN = missing: never flat, and it ends a run).
+    last : np.ndarray
+        ``(L,)`` the value of each lead's previous sample (any value where ``run`` is 0).
+    run : np.ndarray
+        ``(L,)`` int, how many samples up to and including the previous one held ``last``
+        (0 at the start).
+    n_flat : int
+        A sample is flat when it ends a run of at least ``n_flat`` identical values.
+
+    Returns
+    -------
+    flat : np.ndarray
+        ``(n, L)`` bool.
+    last, run : np.ndarray
+        The state after the chunk, to pass to the next call.
+    """
+    x = np.asarray(x, np.float64)
+    n = len(x)
+    if n == 0:
+        return np.zeros(x.shape, bool), np.asarray(last, np.float64).copy(), np.asarray(run, np.int64).copy()
+    prev = np.vstack([np.asarray(last, np.float64)[None], x[:-1]])
+    same = x == prev                                                    # (n, L); NaN is never the same
+    idx = np.arange(n, dtype=np.int64)[:, None]
+    start = np.maximum.accumulate(np.vstack([-np.asarray(run, np.int64)[None], np.where(same, np.iinfo(np.int64).min, idx)]))[1:]
+    length = idx - start + 1                                            # (n, L) run length at each sample
+    length = np.where(np.isfinite(x), length, 0)
+    return length >= n_flat, x[-1].copy(), length[-1].astype(np.int64)
