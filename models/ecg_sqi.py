@@ -10,7 +10,8 @@ so it carries to a kind of noise it was not fitted on (NSTDB electrode motion).
 
 Per session, on the preprocessed signal (model rate, µV; :mod:`models.sqi`):
 
-1. the QRS detector of :mod:`models.qrs` on lead 0, fed whole 1-s blocks counted from the
+1. the QRS detector of :mod:`models.qrs` on lead 0 (on lead 1 while lead 0 is lost, as the
+   alarms' rhythm does: :mod:`models.rate_lead`), fed whole 1-s blocks counted from the
    session's start (so which beats are known at a token is a function of the signal alone,
    however it was chunked, and the detector costs one call a second);
 2. per beat and lead, the window ``[-PRE_S, +POST_S]`` around the beat, its median removed, is
@@ -38,6 +39,7 @@ import numpy as np
 from models.config import ModelConfig
 from models.mlp import load_weights_file
 from models.qrs import RhythmMonitor
+from models.rate_lead import RateLead
 
 PRE_S, POST_S = 0.25, 0.45   # beat window around the beat's sample, s
 WINDOW_S = 8.0               # beats of this many seconds before a token's end make its features
@@ -99,7 +101,7 @@ class EcgQuality:
     config : ModelConfig
         The ECG model (rate, token length).
     n_channels : int
-        Model channels of the session (1 or 2; lead 0 finds the beats).
+        Model channels of the session (1 or 2; lead 0 finds the beats, lead 1 while lead 0 is lost).
     weights : EcgQualityWeights or None
         None: :meth:`process` returns the features' placeholder probability 0 (fitting uses
         :meth:`features`).
@@ -110,6 +112,7 @@ class EcgQuality:
         self.c = int(n_channels)
         self.weights = weights
         self.monitor = RhythmMonitor(self.fs)
+        self.rate_lead = RateLead(self.fs) if self.c > 1 else None
         self.pre, self.post = round(PRE_S * self.fs), round(POST_S * self.fs)
         self.window_n = round(WINDOW_S * self.fs)
         self.block = max(1, round(BLOCK_S * self.fs / self.patch)) * self.patch   # samples, whole tokens
@@ -128,6 +131,7 @@ class EcgQuality:
             "res": np.zeros((0, c), np.float64),            # (beats, c) residual per lead (NaN: none)
             "tpl": np.zeros((N_TEMPLATES, L, c), np.float64),
             "count": np.zeros((N_TEMPLATES, c), np.float64),
+            "rl": RateLead.to_array(RateLead.initial_state()),   # the lead the detector follows
         })
         return st
 
@@ -171,8 +175,14 @@ class EcgQuality:
             if end % self.block == 0:                                       # a block is complete
                 if m is None:
                     m = {key[2:]: v for key, v in st.items() if key.startswith("m.")}
-                upd, m = self.monitor.process(buf[end - self.block - buf_first:end - buf_first, 0],
-                                              end - self.block, m)
+                block = buf[end - self.block - buf_first:end - buf_first]
+                if self.rate_lead is not None:
+                    rl = RateLead.from_array(st.get("rl", RateLead.to_array(RateLead.initial_state())))
+                    lead = self.rate_lead.select(block[:, :2], rl)
+                    st["rl"] = RateLead.to_array(rl)
+                else:
+                    lead = block[:, 0]
+                upd, m = self.monitor.process(lead, end - self.block, m)
                 if len(upd.beats):
                     new = np.stack([upd.beats, np.maximum(end, upd.beats + self.post)], 1).astype(np.int64)
                     pend = np.concatenate([pend[i:], new])

@@ -630,7 +630,7 @@ def print_report(report: dict, console) -> None:
 
 
 def evaluate(modality: str, model: str | None = None, json_out: str | None = None, data: str = "datasets",
-             card: bool = False, console=None, root: Path | None = None) -> dict:
+             card: bool = False, console=None, root: Path | None = None, lose_lead: str | None = None) -> dict:
     """Evaluate a checkpoint, print the tables, optionally write JSON and the model card.
 
     Parameters
@@ -646,6 +646,8 @@ def evaluate(modality: str, model: str | None = None, json_out: str | None = Non
         Held-out records of the full datasets, or the shipped excerpts (fast smoke check).
     card : bool
         Rewrite the model card next to the checkpoint with these metrics.
+    lose_lead : {"nan", "flat"}, optional
+        ``alarms`` only: play every record with its first lead lost from 200 s.
     """
     from rich.console import Console
 
@@ -653,7 +655,10 @@ def evaluate(modality: str, model: str | None = None, json_out: str | None = Non
     if modality == "alarms":  # the alarm engine over ECG streams (service/alarms/evaluate.py)
         from service.alarms.evaluate import main as evaluate_alarms
 
-        return evaluate_alarms(model=model, json_out=json_out, data=data, console=console, root=root)
+        return evaluate_alarms(model=model, json_out=json_out, data=data, console=console, root=root,
+                               lose_lead=lose_lead)
+    if lose_lead is not None:
+        raise ValueError(f"Invalid lose_lead: only the alarms evaluation loses a lead, not {modality}")
     if modality not in ("ecg", "eeg"):
         raise ValueError(f"Invalid modality: expected ecg, eeg or alarms, got {modality!r}")
     path = resolve(model or f"vigil-{modality}")

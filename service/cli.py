@@ -213,6 +213,8 @@ def evaluate_cmd(modality: str = typer.Argument(..., help="ecg, eeg, or alarms (
                  json_out: str = typer.Option(None, "--json", help="write the report as JSON here"),
                  data: str = typer.Option("datasets", help="datasets (held-out records) or excerpts (shipped)"),
                  card: bool = typer.Option(False, help="also rewrite the model card with these metrics"),
+                 lose_lead: str = typer.Option(None, help="alarms only: nan or flat, every record's first lead "
+                                                          "lost from 200 s (docs/qrs.md)"),
                  threads: int = typer.Option(1, help="torch threads")) -> None:
     """Score a model through the streaming path on held-out records; print a table, write JSON."""
     import torch
@@ -220,7 +222,7 @@ def evaluate_cmd(modality: str = typer.Argument(..., help="ecg, eeg, or alarms (
     from models.evaluate import evaluate
 
     torch.set_num_threads(threads)
-    evaluate(modality, model=model, json_out=json_out, data=data, card=card, console=console)
+    evaluate(modality, model=model, json_out=json_out, data=data, card=card, console=console, lose_lead=lose_lead)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,11 @@ Records (``VIGIL_DATASETS``):
   records are counted too (unverified: those records are annotated at the alarm only). The
   model trained on the CinC 2015 training half (models/splits.py): the test half is reported
   apart.
+
+``--lose-lead nan|flat`` plays every record with its first lead lost from ``LEAD_LOSS_FROM_S``
+(200 s): set to NaN (an electrode off, sent as missing values) or held at 0 (a monitor's flat
+lead-off output), the second lead intact. It measures what the alarms still see with one lead
+(docs/qrs.md, "A lost lead"); the summary adds the records with an asystole alert.
 """
 
 from __future__ import annotations
@@ -45,6 +50,8 @@ CHUNK_S = 10.0   # any chunking gives the same alerts (tests/service/test_alarm_
 ALARM_WINDOW_S = (290.0, 300.0)
 HIGH_ARRHYTHMIA = ("vt", "vf", "asystole", "bradycardia", "tachycardia")
 VENTRICULAR = ("vt", "vf")
+LEAD_LOSS = ("nan", "flat")   # how --lose-lead loses the first lead
+LEAD_LOSS_FROM_S = 200.0      # ... from this time in every record, s
 
 
 @dataclass
@@ -129,8 +136,21 @@ def _records(root: Path, data: str):
             yield f"cinc2015-{split[name]}", name, ecg_data.read_cinc2015_ecg(c15 / name), truth
 
 
-def evaluate_alarms(network, data: str = "datasets", root: Path | None = None, log=None) -> dict:
-    """The alarms report: tables and a flat summary (see module docstring)."""
+def lose_first_lead(x: np.ndarray, fs: float, how: str) -> np.ndarray:
+    """``x`` (n, c) with lead 1 lost from :data:`LEAD_LOSS_FROM_S`: NaN (``"nan"``) or 0 (``"flat"``)."""
+    if how not in LEAD_LOSS:
+        raise ValueError(f"Invalid lose_lead: expected one of {', '.join(LEAD_LOSS)}, got {how!r}")
+    x = np.array(x, np.float32)
+    x[int(LEAD_LOSS_FROM_S * fs):, 0] = np.nan if how == "nan" else 0.0
+    return x
+
+
+def evaluate_alarms(network, data: str = "datasets", root: Path | None = None, log=None,
+                    lose_lead: str | None = None) -> dict:
+    """The alarms report: tables and a flat summary (see module docstring); ``lose_lead``: play
+    every record with its first lead lost (:func:`lose_first_lead`)."""
+    if lose_lead is not None and lose_lead not in LEAD_LOSS:
+        raise ValueError(f"Invalid lose_lead: expected one of {', '.join(LEAD_LOSS)}, got {lose_lead!r}")
     log = log or (lambda s: None)
     root = Path(root) if root is not None else datasets_dir()
     variants = {"off": {"suppression": False}, "on": {"suppression": True}}
@@ -138,7 +158,8 @@ def evaluate_alarms(network, data: str = "datasets", root: Path | None = None, l
     for group, name, rec, truth in _records(root, data):
         fs = rec.sample_rate
         run = AlarmRun(network, fs, list(rec.channels), name, variants)
-        run.run(rec.signal.astype(np.float32), fs)
+        x = rec.signal.astype(np.float32) if lose_lead is None else lose_first_lead(rec.signal, fs, lose_lead)
+        run.run(x, fs)
         n, hours = len(rec.signal), len(rec.signal) / fs / 3600
         row = {"group": group, "record": name, "truth": truth, "hours": hours}
         for key, pub in run.out.items():
@@ -152,7 +173,19 @@ def evaluate_alarms(network, data: str = "datasets", root: Path | None = None, l
                 row[key]["vt_at_alarm"] = any(a["kind"] in VENTRICULAR and _overlaps(a, lo, hi, n) for a in high)
         per_record.append(row)
         log(f"{name}: off {row['off']['high']} / on {row['on']['high']} high-priority alerts")
-    return _report(per_record, data)
+    report = _report(per_record, data)
+    asystole = {}
+    for label, sel in (("NSTDB", lambda r: r["group"] == "nstdb"),
+                       ("CinC 2015 true VT alarms", lambda r: r["truth"] is True),
+                       ("CinC 2015 false VT alarms", lambda r: r["truth"] is False)):
+        rows = [r for r in per_record if sel(r)]
+        if rows:
+            asystole[label] = [len(rows), sum(r["on"]["by_kind"]["asystole"] > 0 for r in rows)]
+    report["tables"].append({"title": "Records with an asystole alert (suppression on)",
+                             "columns": ["records", "of", "with asystole"],
+                             "rows": [[k, n, a] for k, (n, a) in asystole.items()]})
+    report["summary"].update(lose_lead=lose_lead, asystole_records_on={k: a for k, (_, a) in asystole.items()})
+    return report
 
 
 def _reasons(pub: Published) -> dict[str, int]:
@@ -251,7 +284,7 @@ def _reduction(off: int, on: int) -> float | None:
 
 
 def main(model: str | None = None, json_out: str | None = None, data: str = "datasets", console=None,
-         root: Path | None = None) -> dict:
+         root: Path | None = None, lose_lead: str | None = None) -> dict:
     """Evaluate the served ECG checkpoint's alarms; print the tables, optionally write JSON."""
     from rich.console import Console
 
@@ -265,9 +298,10 @@ def main(model: str | None = None, json_out: str | None = None, data: str = "dat
         raise ValueError(f"Invalid model: {path} is an {network.config.modality} model; the alarm evaluation "
                          "streams ECG records")
     with console.status(f"evaluating the alarms of {path.name} on {data}"):
-        report = evaluate_alarms(network, data, root=root, log=lambda s: console.log(s))
+        report = evaluate_alarms(network, data, root=root, log=lambda s: console.log(s), lose_lead=lose_lead)
     report.update({"modality": "alarms", "model": str(path), "data": data,
-                   "command": f"vigil evaluate alarms --data {data}"})
+                   "command": f"vigil evaluate alarms --data {data}"
+                   + (f" --lose-lead {lose_lead}" if lose_lead else "")})
     print_report(report, console)
     if json_out:
         Path(json_out).parent.mkdir(parents=True, exist_ok=True)

@@ -186,7 +186,8 @@ RATE_KINDS = ("asystole", "bradycardia", "tachycardia")
 
 class RhythmSource:
     """Rate conditions (asystole, bradycardia, tachycardia) from a :class:`models.qrs.RhythmMonitor`
-    on the session's first model lead, VT runs from a :class:`models.beats.BeatClassifier` on its
+    on the session's first model lead (with the beat classifier and two leads: on the second while
+    the first is lost, :class:`models.rate_lead.RateLead`), VT runs from a :class:`models.beats.BeatClassifier` on its
     beats (first two model leads) and, with two leads, on the beats of a second detector on the
     second lead (:class:`models.vt_leads.LeadRunUnion`: either lead's run is the VT condition), and
     AF episodes from a :class:`models.af.AfDetector` on the first lead's classified beats, when they
@@ -214,6 +215,11 @@ class RhythmSource:
         fs = float(getattr(monitor, "fs", 250.0))
         self.batch_n = max(1, round(self.BATCH_S * fs))
         self.gate_keep_n, self.gate_wait_n = round(self.GATE_KEEP_S * fs), round(self.GATE_MAX_WAIT_S * fs)
+        self.rate_lead = None
+        if beats is not None:    # the second lead stands in for a lost first one (models/rate_lead.py)
+            from models.rate_lead import RateLead
+
+            self.rate_lead = RateLead(fs)
         self.union = None
         if beats is not None and self.SECOND_LEAD:   # VT runs from both leads' detectors (models/vt_leads.py)
             from models.vt_leads import LeadRunUnion
@@ -298,7 +304,10 @@ class RhythmSource:
         buf = st["buf"] = np.concatenate([prev, x]) if len(prev) else x
         if len(buf) == 0 or (len(buf) < self.batch_n and not flush):
             return []
-        update, st["m"] = self.monitor.process(buf[:, 0], st["end"], st["m"])
+        rate = buf[:, 0]
+        if buf.shape[1] > 1 and self.rate_lead is not None:   # the lead the rhythm follows
+            rate = self.rate_lead.select(buf, st.setdefault("rl", self.rate_lead.initial_state()))
+        update, st["m"] = self.monitor.process(rate, st["end"], st["m"])
         runs, af_events = [], []
         if self.beats is not None:
             gate = None

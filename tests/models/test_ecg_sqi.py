@@ -132,3 +132,20 @@ def test_alert_rule_on_the_fused_column():
     ecg_fitted = {"noise": EpisodeDetector("noise", 0.8, 2.0)}
     assert alert_detectors(CFG, ecg_fitted) == ecg_fitted
     assert alert_detectors(CFG, None) is None
+
+
+def test_the_beats_come_from_lead_1_while_lead_0_is_lost():
+    """Lead 0 lost (masked) from 20 s of the 203 excerpt: the head's QRS detector follows lead 1
+    (models/rate_lead.py), so the windows after the loss still have beats and defined features;
+    on lead 0 alone they had none."""
+    x, fs = excerpt("mitdb_203_vt")
+    y, mask = preprocessed(x[: int(50 * fs)], fs)
+    cut = int(20 * CFG.sample_rate)
+    mask[cut:, 0] = True
+    head = EcgQuality(CFG, 2, load_weights())
+    _, ok, _ = head.features(y, mask, head.initial_state())
+    late = slice(int(35 * CFG.sample_rate) // CFG.patch_len, None)
+    assert ok[late].all()
+    head.rate_lead = None
+    _, ok0, _ = head.features(y, mask, head.initial_state())
+    assert not ok0[late].any() and ok0[: cut // CFG.patch_len].sum() > 0

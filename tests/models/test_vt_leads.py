@@ -120,9 +120,10 @@ def test_a_silent_second_lead_delays_by_at_most_the_report_lag():
     assert [(e.onset_sample, e.established) for e in late] == [(s(10.0), est)]
 
 
-def _vt_events(x, fs, second: bool, bounds, roundtrip=False):
-    """VT events of ``x`` through a RhythmSource (both leads' detectors, or the first only),
-    chunked at ``bounds``, the state through JSON at every boundary when ``roundtrip``."""
+def _vt_events(x, fs, second: bool, bounds, roundtrip=False, kinds=("vt",), rate_lead=True):
+    """VT events (``kinds``) of ``x`` through a RhythmSource (both leads' detectors, or the first
+    only; the rhythm's detector on the first lead only without ``rate_lead``), chunked at
+    ``bounds``, the state through JSON at every boundary when ``roundtrip``."""
     from synthetic import feed_rhythm_source
 
     from models.qrs import RhythmMonitor
@@ -132,7 +133,9 @@ def _vt_events(x, fs, second: bool, bounds, roundtrip=False):
     src = RhythmSource(mon, beat_classifier_for(mon))
     if not second:
         src.union = None
-    return [e for e in feed_rhythm_source(src, x, bounds, roundtrip) if e[1] == "vt"]
+    if not rate_lead:
+        src.rate_lead = None
+    return [e for e in feed_rhythm_source(src, x, bounds, roundtrip) if e[1] in kinds]
 
 
 def _v797l():
@@ -144,17 +147,17 @@ def _v797l():
     return rec.signal.astype(np.float64), rec.sample_rate
 
 
-def _assert_second_lead_alone_finds_the_vt(x, fs, seed):
-    """v797l: the first lead's detector alone finds no VT; with both, one run of alike beats begins
-    at ~57.3 s, the same for a random chunking with JSON snapshots."""
+def _assert_one_vt_run(x, fs, seed, **kw):
+    """v797l: one run of alike beats begins at ~57.3 s, the same for a random chunking with JSON
+    snapshots; ``kw`` as for :func:`_vt_events`."""
     from synthetic import random_bounds
 
     seconds = list(range(int(fs), len(x), int(fs)))
-    assert _vt_events(x, fs, False, seconds) == []
-    both = _vt_events(x, fs, True, seconds)
-    begins = [e for e in both if e[0] == "begin"]
+    events = _vt_events(x, fs, True, seconds, **kw)
+    begins = [e for e in events if e[0] == "begin"]
     assert len(begins) == 1 and 56.5 * fs < begins[0][2] < 58.0 * fs and begins[0][4] == ALIKE
-    assert _vt_events(x, fs, True, random_bounds(len(x), fs, np.random.default_rng(seed)), roundtrip=True) == both
+    assert _vt_events(x, fs, True, random_bounds(len(x), fs, np.random.default_rng(seed)), roundtrip=True,
+                      **kw) == events
 
 
 def test_second_lead_finds_the_vt_the_first_misses():
@@ -162,12 +165,37 @@ def test_second_lead_finds_the_vt_the_first_misses():
     run of alike beats on lead V's detector; lead II's alone finds none. Any chunking, with JSON
     snapshots in between, gives the same events."""
     x, fs = _v797l()
-    _assert_second_lead_alone_finds_the_vt(x, fs, seed=3)
+    assert _vt_events(x, fs, False, list(range(int(fs), len(x), int(fs)))) == []
+    _assert_one_vt_run(x, fs, seed=3)
+
+
+def _assert_found_with_the_first_lead_lost(x, fs, seed):
+    """v797l with lead II lost: the VT is found by the second lead's detector (the silent-lead
+    rule) and by the rhythm's detector following lead V (models/rate_lead.py), each without the
+    other; with neither, none."""
+    seconds = list(range(int(fs), len(x), int(fs)))
+    assert _vt_events(x, fs, False, seconds, rate_lead=False) == []
+    _assert_one_vt_run(x, fs, seed, rate_lead=False)
+    assert [e[0] for e in _vt_events(x, fs, False, seconds)][:1] == ["begin"]
+    _assert_one_vt_run(x, fs, seed + 1)
 
 
 def test_vt_is_found_on_the_second_lead_when_the_first_is_lost():
-    """v797l with lead II lost (NaN) from 30 s: lead V's detector alone shows the VT; before the
-    silent-lead rule it found none (no first-lead beats to agree with). Chunk-exact."""
+    """v797l with lead II lost (NaN) from 30 s: lead V shows the VT; before the silent-lead rule
+    and the rate lead it was found by neither detector (no first-lead beats to agree with).
+    Chunk-exact."""
     x, fs = _v797l()
     x[int(30 * fs):, 0] = np.nan
-    _assert_second_lead_alone_finds_the_vt(x, fs, seed=5)
+    _assert_found_with_the_first_lead_lost(x, fs, seed=5)
+
+
+def test_a_flat_first_lead_is_a_lost_lead_not_an_asystole():
+    """v797l with lead II held at one value from 30 s (a monitor's lead-off output): a flat line
+    is no signal (models/flatline.py), so it raises no asystole and lead V shows the VT, as with
+    NaN. Before the flat-line rule the first lead's detector declared asystole 4 s in and the beat
+    classifier took the flat line for lead a: no VT."""
+    x, fs = _v797l()
+    x[int(30 * fs):, 0] = x[int(30 * fs), 0]
+    seconds = list(range(int(fs), len(x), int(fs)))
+    assert _vt_events(x, fs, True, seconds, kinds=("asystole",)) == []
+    _assert_found_with_the_first_lead_lost(x, fs, seed=7)

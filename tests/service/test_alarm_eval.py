@@ -99,3 +99,16 @@ def test_full_evaluation(network):
     assert s["false_high"]["on"] <= s["false_high"]["off"]
     assert 0.0 <= s["cinc2015_all"]["true_vt_fraction_on"] <= s["cinc2015_all"]["true_vt_fraction_off"] <= 1.0
     assert np.isfinite(s["false_high"]["per_hour_off"])
+
+
+def test_lose_first_lead_and_its_bad_value(network):
+    """``--lose-lead``: lead 1 NaN or 0 from LEAD_LOSS_FROM_S, lead 2 and everything before untouched;
+    an unknown way is refused before anything is streamed."""
+    fs = 250.0
+    x = np.random.default_rng(0).standard_normal((int(210 * fs), 2)).astype(np.float32)
+    at = int(EV.LEAD_LOSS_FROM_S * fs)
+    for how, lost in (("nan", np.isnan), ("flat", lambda v: v == 0.0)):
+        y = EV.lose_first_lead(x, fs, how)
+        assert lost(y[at:, 0]).all() and np.array_equal(y[:at], x[:at]) and np.array_equal(y[:, 1], x[:, 1])
+    with pytest.raises(ValueError, match="Invalid lose_lead"):
+        EV.evaluate_alarms(network, "excerpts", lose_lead="zero")
