@@ -53,8 +53,26 @@ def flat_samples(x: np.ndarray, last: np.ndarray, run: np.ndarray, n_flat: int
         return np.zeros(x.shape, bool), np.asarray(last, np.float64).copy(), np.asarray(run, np.int64).copy()
     prev = np.vstack([np.asarray(last, np.float64)[None], x[:-1]])
     same = x == prev                                                    # (n, L); NaN is never the same
-    idx = np.arange(n, dtype=np.int64)[:, None]
-    start = np.maximum.accumulate(np.vstack([-np.asarray(run, np.int64)[None], np.where(same, np.iinfo(np.int64).min, idx)]))[1:]
-    length = idx - start + 1                                            # (n, L) run length at each sample
-    length = np.where(np.isfinite(x), length, 0)
+    length = np.where(np.isfinite(x), run_lengths(same, run), 0)        # (n, L) run length at each sample
     return length >= n_flat, x[-1].copy(), length[-1].astype(np.int64)
+
+
+def run_lengths(same: np.ndarray, carried: np.ndarray) -> np.ndarray:
+    """How many samples each sample's run has lasted, itself included, carried across chunks.
+
+    Parameters
+    ----------
+    same : np.ndarray
+        ``(n, L)`` bool: the sample continues the run of the one before it.
+    carried : np.ndarray
+        ``(L,)`` int, the run length at the sample before the chunk (0 at the start).
+
+    Returns
+    -------
+    np.ndarray
+        ``(n, L)`` int64: 1 where a run starts, one more than the sample before where it goes on.
+    """
+    idx = np.arange(len(same), dtype=np.int64)[:, None]
+    starts = np.where(same, np.iinfo(np.int64).min, idx)                # a new run starts here
+    start = np.maximum.accumulate(np.vstack([-np.asarray(carried, np.int64)[None], starts]))[1:]
+    return idx - start + 1

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.flatline import FLAT_LEAD_S, flat_samples
+from models.flatline import FLAT_LEAD_S, flat_samples, run_lengths
 
 SWITCH_S = 1.0   # the first lead lost (or back) this long before the rhythm changes lead, s
 
@@ -80,9 +80,7 @@ class RateLead:
         ok = finite & ~flat                                                   # (n, 2) carries signal
         first = ok[:, 0]
         prev = np.r_[bool(st["ok"]), first[:-1]]
-        idx = np.arange(n, dtype=np.int64)
-        start = np.maximum.accumulate(np.r_[-int(st["held"]), np.where(first == prev, np.iinfo(np.int64).min, idx)])[1:]
-        held = idx - start + 1                                                # (n,) samples the state has held
+        held = run_lengths((first == prev)[:, None], np.asarray([st["held"]]))[:, 0]   # (n,) samples the state has held
         decisive = np.where(held >= self.switch_n, np.where(first, 0, 1), -1)
         src = _fill_forward(decisive, int(st["src"]))                         # (n,) lead followed
         out = np.where(src == 0, x[:, 0], np.where(ok[:, 1], x[:, 1], np.nan))

@@ -136,10 +136,14 @@ def _records(root: Path, data: str):
             yield f"cinc2015-{split[name]}", name, ecg_data.read_cinc2015_ecg(c15 / name), truth
 
 
-def lose_first_lead(x: np.ndarray, fs: float, how: str) -> np.ndarray:
-    """``x`` (n, c) with lead 1 lost from :data:`LEAD_LOSS_FROM_S`: NaN (``"nan"``) or 0 (``"flat"``)."""
+def _check_lose_lead(how: str) -> None:
     if how not in LEAD_LOSS:
         raise ValueError(f"Invalid lose_lead: expected one of {', '.join(LEAD_LOSS)}, got {how!r}")
+
+
+def lose_first_lead(x: np.ndarray, fs: float, how: str) -> np.ndarray:
+    """``x`` (n, c) with lead 1 lost from :data:`LEAD_LOSS_FROM_S`: NaN (``"nan"``) or 0 (``"flat"``)."""
+    _check_lose_lead(how)
     x = np.array(x, np.float32)
     x[int(LEAD_LOSS_FROM_S * fs):, 0] = np.nan if how == "nan" else 0.0
     return x
@@ -149,8 +153,8 @@ def evaluate_alarms(network, data: str = "datasets", root: Path | None = None, l
                     lose_lead: str | None = None) -> dict:
     """The alarms report: tables and a flat summary (see module docstring); ``lose_lead``: play
     every record with its first lead lost (:func:`lose_first_lead`)."""
-    if lose_lead is not None and lose_lead not in LEAD_LOSS:
-        raise ValueError(f"Invalid lose_lead: expected one of {', '.join(LEAD_LOSS)}, got {lose_lead!r}")
+    if lose_lead is not None:
+        _check_lose_lead(lose_lead)
     log = log or (lambda s: None)
     root = Path(root) if root is not None else datasets_dir()
     variants = {"off": {"suppression": False}, "on": {"suppression": True}}
