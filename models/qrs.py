@@ -219,6 +219,22 @@ class RhythmMonitor:
         st["run"] = np.zeros(TACHY_BEATS, dtype=np.int64)  # beat samples, oldest first
         return st
 
+    def decided_until(self, state: dict[str, np.ndarray]) -> int:
+        """The last sample at or before which this detector will report no further beat.
+
+        A beat still to come is either a candidate peak not yet decided (its QRS is at most
+        ``look + delay_bp`` samples before the decision horizon) or a pending peak that a
+        search-back, still armed, or the end of learning may yet take (its own QRS sample). Lets
+        a caller that merges two detectors act once both are final, whatever the chunking.
+        """
+        bound = int(state["h"]) - self.look - self.delay_bp - 1
+        n_learn, n_pend = int(state["n_learn"]), int(state["n_pend"])
+        if int(state["learn_end"]) >= 0 and n_learn:
+            bound = min(bound, int(state["learn"][:n_learn, 2].min()) - 1)
+        if int(state["sb_at"]) >= 0 and n_pend:
+            bound = min(bound, int(state["pend"][:n_pend, 2].min()) - 1)
+        return bound
+
     # --- features ----------------------------------------------------------------------------
     def _features(self, x: np.ndarray, valid: np.ndarray, s: _S):
         """Band-pass, derivative and integration over the valid runs of one chunk.

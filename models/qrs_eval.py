@@ -12,6 +12,8 @@
 - CinC 2015 (``$VIGIL_DATASETS/cinc2015``, first ECG lead, signal up to the alarm at 300 s):
   which rate conditions (asystole, bradycardia, tachycardia) are active at some time in the
   last 16 s before the alarm, counted per alarm type and truth.
+- Both: ``asystole_two_leads``, the service's asystole in a two-lead session (no QRS on either
+  lead, :mod:`models.asystole_leads`; the second lead's own detector, V1 on MIT-BIH).
 
 Every record is streamed through :class:`models.qrs.RhythmMonitor` in one call (chunking does
 not change the result: tested in ``tests/models/test_qrs.py``).
@@ -27,12 +29,15 @@ import numpy as np
 
 from models.data import ecg as ecg_data
 from models.data.paths import datasets_dir
+from models.asystole_leads import AsystoleLeads
 from models.qrs import (ASYSTOLE_S, BRADY_BEATS, BRADY_BPM, EVENT_KINDS, TACHY_BEATS, TACHY_BPM,
                         RhythmMonitor)
 
 MATCH_S = 0.15          # match window, s
 SKIP_S = 10.0           # left out at the start of each record, s
 ALARM_WINDOW_S = 16.0   # CinC 2015: conditions confirmed in the last 16 s before the alarm
+TWO_LEADS = "asystole_two_leads"   # the service's asystole with two leads (models/asystole_leads.py)
+KINDS = (*EVENT_KINDS, TWO_LEADS)
 
 
 def match_beats(det: np.ndarray, ref: np.ndarray, tol: int) -> int:
@@ -127,11 +132,26 @@ def detect(x: np.ndarray, fs: float) -> tuple[np.ndarray, list]:
     return upd.beats, upd.events
 
 
+def two_lead_asystole(x: np.ndarray, fs: float, events: list) -> list[tuple[str, int, int | None]]:
+    """The two-lead asystole (:data:`TWO_LEADS`) transitions of ``x`` ``(t, 2)``, given the first
+    lead's ``events``: the second lead's detector and :class:`models.asystole_leads.AsystoleLeads`."""
+    combiner = AsystoleLeads(fs)
+    beats2, _ = detect(x[:, 1], fs)
+    out, onset = [], None
+    for kind, sample, _ in combiner.update(combiner.initial_state(), events, beats2, 0, flush=True):
+        out.append((TWO_LEADS, sample, None) if kind == "begin" else (TWO_LEADS, onset, sample))
+        onset = sample
+    return out
+
+
 def mitdb_record(path: Path) -> dict:
     """Se / +P of one MIT-BIH record (lead MLII): counts and ratios."""
-    rec = ecg_data.read_wfdb(path, leads=["MLII"])
+    rec = ecg_data.read_wfdb(path)
     fs = rec.sample_rate
-    beats, events = detect(rec.signal[:, 0].astype(np.float64), fs)
+    mlii = rec.channels.index("MLII")
+    x = rec.signal[:, [mlii, 1 - mlii]].astype(np.float64)
+    beats, events = detect(x[:, 0], fs)
+    events = [*events, *two_lead_asystole(x, fs, events)]
     ref, _ = ecg_data.mitdb_beats(path)
     n = rec.signal.shape[0]
     vf = vf_segments(path)
@@ -141,8 +161,9 @@ def mitdb_record(path: Path) -> dict:
     ref_events = [e for a, b in zip(cuts[:-1], cuts[1:])
                   for e in reference_conditions(ref[(ref >= a) & (ref < b)], fs)]
     cond = {}
-    for kind in EVENT_KINDS:   # episodes from the reference beats vs from the detector (any overlap)
-        r_ep = [e for e in episodes(ref_events, kind, n) if not _overlaps(e, vf)]
+    for kind in KINDS:   # episodes from the reference beats vs from the detector (any overlap)
+        r_ep = [e for e in episodes(ref_events, "asystole" if kind == TWO_LEADS else kind, n)
+                if not _overlaps(e, vf)]
         d_ep = [e for e in episodes(events, kind, n) if not _overlaps(e, vf)]
         cond[kind] = {"ref": len(r_ep), "det": len(d_ep),
                       "ref_found": sum(_overlaps(e, d_ep) for e in r_ep),
@@ -159,14 +180,16 @@ def mitdb_record(path: Path) -> dict:
 
 def cinc2015_record(path: Path, alarm_s: float = ecg_data.CINC2015_ALARM_S) -> dict[str, bool]:
     """Which conditions are active at some time in the 16 s before the alarm (first ECG lead)."""
-    lead = ecg_data.cinc2015_ecg_leads(path)[0]
-    rec = ecg_data.read_wfdb(path, leads=[lead])
+    rec = ecg_data.read_cinc2015_ecg(path)
     fs = rec.sample_rate
     stop = int(round(alarm_s * fs))
-    _, events = detect(rec.signal[:stop, 0].astype(np.float64), fs)
+    x = rec.signal[:stop].astype(np.float64)
+    _, events = detect(x[:, 0], fs)
+    if x.shape[1] > 1:
+        events = [*events, *two_lead_asystole(x, fs, events)]
     lo = stop - int(round(ALARM_WINDOW_S * fs))
     # decided (started) before the alarm and overlapping the window
-    return {kind: _overlaps((lo, stop), episodes(events, kind, stop)) for kind in EVENT_KINDS}
+    return {kind: _overlaps((lo, stop), episodes(events, kind, stop)) for kind in KINDS}
 
 
 def cinc2015_alarm_types(root: Path) -> dict[str, str]:
@@ -207,7 +230,7 @@ def evaluate_qrs(root: Path | None = None, records: list[str] | None = None,
         tot = {k: sum(r[k] for r in rows) for k in ("ref", "det", "tp", "fn", "fp")}
         tot.update(record="all", se=tot["tp"] / max(tot["ref"], 1), ppv=tot["tp"] / max(tot["det"], 1))
         cond = {k: {f: sum(r["conditions"][k][f] for r in rows) for f in ("ref", "det", "ref_found", "det_true")}
-                for k in EVENT_KINDS}
+                for k in KINDS}
         out["mitdb"] = {"rows": rows, "aggregate": tot, "conditions": cond}
     cdir = root / "cinc2015"
     if cinc and cdir.is_dir():
@@ -218,8 +241,8 @@ def evaluate_qrs(root: Path | None = None, records: list[str] | None = None,
             kind, key = types.get(name, "?"), "true" if truth else "false"
             rows.append({"record": name, "alarm": kind, "truth": truth, **conds})
             n.setdefault(kind, {"true": 0, "false": 0})[key] += 1
-            c = counts.setdefault(kind, {t: dict.fromkeys(EVENT_KINDS, 0) for t in ("true", "false")})
-            for k in EVENT_KINDS:
+            c = counts.setdefault(kind, {t: dict.fromkeys(KINDS, 0) for t in ("true", "false")})
+            for k in KINDS:
                 c[key][k] += int(conds[k])
         out["cinc2015"] = {"rows": rows, "counts": counts, "n": n}
     return out
@@ -255,14 +278,14 @@ def print_report(report: dict, worst: int = 8) -> None:
         c = report["cinc2015"]
         t = Table(title=f"CinC 2015: conditions confirmed in the last {ALARM_WINDOW_S:.0f} s before the alarm "
                         "(records)", title_justify="left")
-        for col in ("alarm type", "truth", "records", *EVENT_KINDS):
+        for col in ("alarm type", "truth", "records", *KINDS):
             t.add_column(col, justify="right")
         for kind, by_truth in c["counts"].items():
             for truth in ("true", "false"):
-                t.add_row(kind, truth, str(c["n"][kind][truth]), *(str(by_truth[truth][k]) for k in EVENT_KINDS))
+                t.add_row(kind, truth, str(c["n"][kind][truth]), *(str(by_truth[truth][k]) for k in KINDS))
         con.print(t)
         fired = [f"{r['record']} ({'true' if r['truth'] else 'false'} {r['alarm']}): "
-                 + ", ".join(k for k in EVENT_KINDS if r[k]) for r in c["rows"] if any(r[k] for k in EVENT_KINDS)]
+                 + ", ".join(k for k in KINDS if r[k]) for r in c["rows"] if any(r[k] for k in KINDS)]
         con.print("records with a confirmed condition: " + ("; ".join(fired) or "none"))
         missing = {"Asystole", "Bradycardia", "Tachycardia"} - set(c["n"])
         if missing:

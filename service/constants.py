@@ -135,7 +135,7 @@ ALERT_KINDS: dict[str, AlertKind] = {k.name: k for k in (
               "ventricular fibrillation or flutter (>= 4 s): the model's vf episode; supersedes vt",
               escalates="vt", poor_signal_held=False),
     AlertKind("asystole", PHYSIOLOGICAL, HIGH, ("ecg",), SOURCE_RHYTHM, "asystole",
-              "no QRS for >= 4 s (QRS detector, CinC 2015)", poor_signal_held=False),
+              "no QRS for >= 4 s (QRS detector, CinC 2015; with two leads on neither lead, models/asystole_leads.py)", poor_signal_held=False),
     AlertKind("bradycardia", PHYSIOLOGICAL, HIGH, ("ecg",), SOURCE_RHYTHM, "bradycardia",
               "extreme bradycardia: < 40 bpm for 5 beats (QRS detector, CinC 2015)"),
     AlertKind("tachycardia", PHYSIOLOGICAL, HIGH, ("ecg",), SOURCE_RHYTHM, "tachycardia",

@@ -220,11 +220,13 @@ class RhythmSource:
             from models.rate_lead import RateLead
 
             self.rate_lead = RateLead(fs)
-        self.union = None
+        self.union = self.asystole = None
         if beats is not None and self.SECOND_LEAD:   # VT runs from both leads' detectors (models/vt_leads.py)
+            from models.asystole_leads import AsystoleLeads
             from models.vt_leads import LeadRunUnion
 
             self.union = LeadRunUnion(fs)
+            self.asystole = AsystoleLeads(fs)   # asystole: no QRS on either lead (models/asystole_leads.py)
         try:
             from models import qrs
             self.asystole_n, self.run_beats = round(qrs.ASYSTOLE_S * fs), {"bradycardia": qrs.BRADY_BEATS,
@@ -246,7 +248,8 @@ class RhythmSource:
         without the beat classifier)."""
         if self.union is None:
             return {}
-        return {"m2": self.monitor.initial_state(), "b2": self.beats.initial_state(), "u": self.union.initial_state()}
+        return {"m2": self.monitor.initial_state(), "b2": self.beats.initial_state(), "u": self.union.initial_state(),
+                "as": self.asystole.initial_state()}
 
     @staticmethod
     def _no_steps() -> dict:
@@ -308,7 +311,7 @@ class RhythmSource:
         if buf.shape[1] > 1 and self.rate_lead is not None:   # the lead the rhythm follows
             rate = self.rate_lead.select(buf, st.setdefault("rl", self.rate_lead.initial_state()))
         update, st["m"] = self.monitor.process(rate, st["end"], st["m"])
-        runs, af_events = [], []
+        runs, af_events, asystole = [], [], None
         if self.beats is not None:
             gate = None
             if self.gate:
@@ -328,6 +331,9 @@ class RhythmSource:
                 runs = self.union.update(st["u"], (runs, runs2), (update.beats, update2.beats), (pending, pending2),
                                          st["end"] + len(buf), flush=flush)
                 pending = np.concatenate([pending, pending2])
+                final = min(self.monitor.decided_until(st["m"]), self.monitor.decided_until(st["m2"]))
+                asystole = self.asystole.update(st.setdefault("as", self.asystole.initial_state()), update.events,
+                                                update2.beats, final, flush=flush)
             if gate is not None:   # keep the outputs near beats still pending or still to be reported
                 keep_from = min(st["end"] + len(buf) - self.gate_keep_n,
                                 int(pending.min()) if len(pending) else math.inf) - self.beats.gate_pre
@@ -341,7 +347,7 @@ class RhythmSource:
         beats = st["beats"] = st["beats"] + [int(b) for b in np.asarray(update.beats).tolist()]
         out = []
         for e in update.events:
-            if e.kind not in RATE_KINDS:
+            if e.kind not in RATE_KINDS or (asystole is not None and e.kind == "asystole"):
                 continue
             if e.end_sample is not None:
                 out.append(("end", e.kind, int(e.end_sample), int(e.end_sample), ""))
@@ -354,6 +360,8 @@ class RhythmSource:
                 n = self.run_beats[e.kind]
                 at = beats[i + n - 1] if i is not None and i + n - 1 < len(beats) else onset
             out.append(("begin", e.kind, onset, at, ""))
+        for kind, sample, at in asystole or []:   # two leads: no QRS on either (models/asystole_leads.py)
+            out.append((kind, "asystole", sample, at, ""))
         for kind, episodes in (("vt", runs), ("af", af_events)):   # (each source's events in sample order)
             for e in episodes:
                 if e.end_sample is None:
