@@ -118,3 +118,22 @@ def test_mitdb_116_amplitude_drops_are_no_asystole_with_both_leads():
     cond = mitdb_record(path)["conditions"]
     assert cond["asystole"]["ref"] == 0 and cond["asystole"]["det"] == 2
     assert cond[TWO_LEADS]["det"] == 0
+
+
+def test_the_two_lead_asystole_is_decided_when_the_first_leads_would_be():
+    """Both leads silent, streamed in 0.25-s chunks: the two-lead asystole is released in the
+    same chunk as the first detector's own asystole (waiting for the second lead's detector to be
+    final costs no latency here)."""
+    x, fs = _excerpt()
+    x = _shrink(x, fs, [0, 1])
+    mon, combiner = RhythmMonitor(fs), AsystoleLeads(fs)
+    s1, s2, sa = mon.initial_state(), mon.initial_state(), combiner.initial_state()
+    first, both = [], []
+    step = int(fs / 4)
+    for a in range(0, len(x), step):
+        u1, s1 = mon.process(x[a:a + step, 0], a, s1)
+        u2, s2 = mon.process(x[a:a + step, 1], a, s2)
+        final = min(mon.decided_until(s1), mon.decided_until(s2))
+        first += [a for e in u1.events if e.kind == "asystole" and e.end_sample is None]
+        both += [a for kind, _, _ in combiner.update(sa, u1.events, u2.beats, final) if kind == "begin"]
+    assert len(first) == 1 and both == first
