@@ -11,7 +11,9 @@ so it carries to a kind of noise it was not fitted on (NSTDB electrode motion).
 Per session, on the preprocessed signal (model rate, µV; :mod:`models.sqi`):
 
 1. the QRS detector of :mod:`models.qrs` on lead 0 (on lead 1 while lead 0 is lost, as the
-   alarms' rhythm does: :mod:`models.rate_lead`), fed whole 1-s blocks counted from the
+   alarms' rhythm does: :mod:`models.rate_lead`; a lead whose samples stay within
+   ``HELD_TOL_UV`` of each other for ``FLAT_LEAD_S``, a lead held at one value and band-passed, is
+   lost, not perfectly clean), fed whole 1-s blocks counted from the
    session's start (so which beats are known at a token is a function of the signal alone,
    however it was chunked, and the detector costs one call a second);
 2. per beat and lead, the window ``[-PRE_S, +POST_S]`` around the beat, its median removed, is
@@ -37,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from models.config import ModelConfig
+from models.flatline import FLAT_LEAD_S, flat_samples
 from models.mlp import load_weights_file
 from models.qrs import RhythmMonitor
 from models.rate_lead import RateLead
@@ -52,6 +55,9 @@ TEMPLATE_RATE = 0.05         # running-mean weight of a matched beat
 DECAY = 0.99                 # template use counts decay per beat
 FLOOR = 1e-3                 # residual floor (log features)
 QUANTILE = 0.25              # of the window's residuals per lead: noise raises them all, ectopy a few
+HELD_TOL_UV = 0.01           # a lead whose samples change by less than this (µV) for FLAT_LEAD_S is held
+                             # at one value (an electrode off): after the band-pass it decays to ~0,
+                             # which would read as a perfectly clean lead; it is no signal, as NaN
 FEATURES = ("log_residual_max", "log_residual_min")
 WEIGHTS_FILE = Path(__file__).resolve().parent / "checkpoints" / "vigil-ecg-sqi.json"
 
@@ -115,6 +121,7 @@ class EcgQuality:
         self.rate_lead = RateLead(self.fs) if self.c > 1 else None
         self.pre, self.post = round(PRE_S * self.fs), round(POST_S * self.fs)
         self.window_n = round(WINDOW_S * self.fs)
+        self.held_n = round(FLAT_LEAD_S * self.fs)
         self.block = max(1, round(BLOCK_S * self.fs / self.patch)) * self.patch   # samples, whole tokens
         self.keep = max(round(BUFFER_S * self.fs), self.pre + self.post + self.patch, self.block + self.patch)
 
@@ -132,6 +139,8 @@ class EcgQuality:
             "tpl": np.zeros((N_TEMPLATES, L, c), np.float64),
             "count": np.zeros((N_TEMPLATES, c), np.float64),
             "rl": RateLead.to_array(RateLead.initial_state()),   # the lead the detector follows
+            "held_last": np.zeros(c),                       # each lead's last value and how long it
+            "held_run": np.zeros(c, np.int64),              # has been held (models/flatline.py)
         })
         return st
 
@@ -156,6 +165,10 @@ class EcgQuality:
         """
         x = np.where(np.asarray(mask, bool), np.nan, np.asarray(y, np.float64)).reshape(-1, self.c)
         st = dict(state)
+        held, st["held_last"], st["held_run"] = flat_samples(    # a lead held at one value is lost
+            x, st.get("held_last", np.zeros(self.c)), st.get("held_run", np.zeros(self.c, np.int64)),
+            self.held_n, tol=HELD_TOL_UV)
+        x[held] = np.nan
         x = np.concatenate([st["tail"].astype(np.float64), x]) if len(st["tail"]) else x
         n_tok = len(x) // self.patch
         st["tail"] = x[n_tok * self.patch:].astype(np.float32)

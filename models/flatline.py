@@ -24,7 +24,7 @@ import numpy as np
 FLAT_LEAD_S = 2.0   # a value held this long (s) is a flat line
 
 
-def flat_samples(x: np.ndarray, last: np.ndarray, run: np.ndarray, n_flat: int
+def flat_samples(x: np.ndarray, last: np.ndarray, run: np.ndarray, n_flat: int, tol: float = 0.0
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Mark the flat samples of a chunk, carrying the run across chunks (chunk-exact).
 
@@ -39,6 +39,9 @@ def flat_samples(x: np.ndarray, last: np.ndarray, run: np.ndarray, n_flat: int
         (0 at the start).
     n_flat : int
         A sample is flat when it ends a run of at least ``n_flat`` identical values.
+    tol : float
+        Consecutive values that differ by at most this count as identical (0: exactly equal; a
+        held value after a filter decays towards zero rather than repeating exactly).
 
     Returns
     -------
@@ -52,7 +55,7 @@ def flat_samples(x: np.ndarray, last: np.ndarray, run: np.ndarray, n_flat: int
     if n == 0:
         return np.zeros(x.shape, bool), np.asarray(last, np.float64).copy(), np.asarray(run, np.int64).copy()
     prev = np.vstack([np.asarray(last, np.float64)[None], x[:-1]])
-    same = x == prev                                                    # (n, L); NaN is never the same
+    same = np.abs(x - prev) <= tol                                      # (n, L); NaN is never the same
     length = np.where(np.isfinite(x), run_lengths(same, run), 0)        # (n, L) run length at each sample
     return length >= n_flat, x[-1].copy(), length[-1].astype(np.int64)
 

@@ -149,3 +149,24 @@ def test_the_beats_come_from_lead_1_while_lead_0_is_lost():
     head.rate_lead = None
     _, ok0, _ = head.features(y, mask, head.initial_state())
     assert not ok0[late].any() and ok0[: cut // CFG.patch_len].sum() > 0
+
+
+def test_a_flat_lead_reads_as_a_lost_lead_not_a_clean_one():
+    """Lead 0 held at one value from 20 s of the 203 excerpt (an electrode off without NaN): once
+    the band-pass has settled the head's features are those of lead 0 masked (lead 1 alone),
+    not the floor of a perfectly clean lead 0, which would read every window as clean."""
+    from models.ecg_sqi import FLOOR
+
+    x, fs = excerpt("mitdb_203_vt")
+    x = x[: int(60 * fs)].copy()
+    x[int(20 * fs):, 0] = x[int(20 * fs), 0]
+    y, mask = preprocessed(x, fs)
+    lost = mask.copy()
+    lost[int(20 * CFG.sample_rate):, 0] = True
+    head = EcgQuality(CFG, 2, load_weights())
+    f_flat, ok_flat, _ = head.features(y, mask, head.initial_state())
+    f_lost, ok_lost, _ = head.features(y, lost, head.initial_state())
+    late = slice(int(40 * CFG.sample_rate) // CFG.patch_len, None)
+    assert ok_flat[late].all() and ok_lost[late].all()
+    assert np.allclose(f_flat[late], f_lost[late])
+    assert (f_flat[late, 1] > np.log(FLOOR) + 1).all() and np.allclose(f_flat[late, 0], f_flat[late, 1])
