@@ -12,8 +12,10 @@
 - CinC 2015 (``$VIGIL_DATASETS/cinc2015``, first ECG lead, signal up to the alarm at 300 s):
   which rate conditions (asystole, bradycardia, tachycardia) are active at some time in the
   last 16 s before the alarm, counted per alarm type and truth.
-- Both: ``asystole_two_leads``, the service's asystole in a two-lead session (no QRS on either
-  lead, :mod:`models.asystole_leads`; the second lead's own detector, V1 on MIT-BIH).
+- Both: ``asystole_two_leads`` and ``bradycardia_two_leads``, the service's asystole and
+  bradycardia in a two-lead session (no QRS on either lead, :mod:`models.asystole_leads`; < 40 bpm
+  not contradicted by the second lead, :mod:`models.brady_leads`; the second lead's own detector,
+  V1 on MIT-BIH).
 
 Every record is streamed through :class:`models.qrs.RhythmMonitor` in one call (chunking does
 not change the result: tested in ``tests/models/test_qrs.py``).
@@ -30,6 +32,7 @@ import numpy as np
 from models.data import ecg as ecg_data
 from models.data.paths import datasets_dir
 from models.asystole_leads import AsystoleLeads
+from models.brady_leads import BradycardiaLeads
 from models.qrs import (ASYSTOLE_S, BRADY_BEATS, BRADY_BPM, EVENT_KINDS, TACHY_BEATS, TACHY_BPM,
                         RhythmMonitor)
 
@@ -37,7 +40,9 @@ MATCH_S = 0.15          # match window, s
 SKIP_S = 10.0           # left out at the start of each record, s
 ALARM_WINDOW_S = 16.0   # CinC 2015: conditions confirmed in the last 16 s before the alarm
 TWO_LEADS = "asystole_two_leads"   # the service's asystole with two leads (models/asystole_leads.py)
-KINDS = (*EVENT_KINDS, TWO_LEADS)
+BRADY_TWO_LEADS = "bradycardia_two_leads"   # ... and bradycardia (models/brady_leads.py)
+KINDS = (*EVENT_KINDS, TWO_LEADS, BRADY_TWO_LEADS)
+REFERENCE_KIND = {TWO_LEADS: "asystole", BRADY_TWO_LEADS: "bradycardia"}
 
 
 def match_beats(det: np.ndarray, ref: np.ndarray, tol: int) -> int:
@@ -132,15 +137,21 @@ def detect(x: np.ndarray, fs: float) -> tuple[np.ndarray, list]:
     return upd.beats, upd.events
 
 
-def two_lead_asystole(x: np.ndarray, fs: float, events: list) -> list[tuple[str, int, int | None]]:
-    """The two-lead asystole (:data:`TWO_LEADS`) transitions of ``x`` ``(t, 2)``, given the first
-    lead's ``events``: the second lead's detector and :class:`models.asystole_leads.AsystoleLeads`."""
-    combiner = AsystoleLeads(fs)
+def two_lead_conditions(x: np.ndarray, fs: float, beats: np.ndarray, events: list
+                        ) -> list[tuple[str, int, int | None]]:
+    """The service's two-lead asystole and bradycardia (:data:`TWO_LEADS`, :data:`BRADY_TWO_LEADS`)
+    transitions of ``x`` ``(t, 2)``, given the first lead's ``beats`` and ``events``: the second
+    lead's detector, :class:`models.asystole_leads.AsystoleLeads` and
+    :class:`models.brady_leads.BradycardiaLeads`."""
     beats2, _ = detect(x[:, 1], fs)
-    out, onset = [], None
-    for kind, sample, _ in combiner.update(combiner.initial_state(), events, beats2, 0, flush=True):
-        out.append((TWO_LEADS, sample, None) if kind == "begin" else (TWO_LEADS, onset, sample))
-        onset = sample
+    asystole, brady = AsystoleLeads(fs), BradycardiaLeads(fs)
+    out = []
+    for kind, got in ((TWO_LEADS, asystole.update(asystole.initial_state(), events, beats2, 0, flush=True)),
+                      (BRADY_TWO_LEADS, brady.update(brady.initial_state(), events, beats, beats2, 0, flush=True))):
+        onset = None
+        for typ, sample, _ in got:
+            out.append((kind, sample, None) if typ == "begin" else (kind, onset, sample))
+            onset = sample
     return out
 
 
@@ -151,7 +162,7 @@ def mitdb_record(path: Path) -> dict:
     mlii = rec.channels.index("MLII")
     x = rec.signal[:, [mlii, 1 - mlii]].astype(np.float64)
     beats, events = detect(x[:, 0], fs)
-    events = [*events, *two_lead_asystole(x, fs, events)]
+    events = [*events, *two_lead_conditions(x, fs, beats, events)]
     ref, _ = ecg_data.mitdb_beats(path)
     n = rec.signal.shape[0]
     vf = vf_segments(path)
@@ -162,7 +173,7 @@ def mitdb_record(path: Path) -> dict:
                   for e in reference_conditions(ref[(ref >= a) & (ref < b)], fs)]
     cond = {}
     for kind in KINDS:   # episodes from the reference beats vs from the detector (any overlap)
-        r_ep = [e for e in episodes(ref_events, "asystole" if kind == TWO_LEADS else kind, n)
+        r_ep = [e for e in episodes(ref_events, REFERENCE_KIND.get(kind, kind), n)
                 if not _overlaps(e, vf)]
         d_ep = [e for e in episodes(events, kind, n) if not _overlaps(e, vf)]
         cond[kind] = {"ref": len(r_ep), "det": len(d_ep),
@@ -184,9 +195,9 @@ def cinc2015_record(path: Path, alarm_s: float = ecg_data.CINC2015_ALARM_S) -> d
     fs = rec.sample_rate
     stop = int(round(alarm_s * fs))
     x = rec.signal[:stop].astype(np.float64)
-    _, events = detect(x[:, 0], fs)
+    beats, events = detect(x[:, 0], fs)
     if x.shape[1] > 1:
-        events = [*events, *two_lead_asystole(x, fs, events)]
+        events = [*events, *two_lead_conditions(x, fs, beats, events)]
     lo = stop - int(round(ALARM_WINDOW_S * fs))
     # decided (started) before the alarm and overlapping the window
     return {kind: _overlaps((lo, stop), episodes(events, kind, stop)) for kind in KINDS}

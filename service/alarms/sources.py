@@ -182,6 +182,7 @@ def af_detector_for(monitor: Any, beats: Any | None) -> Any | None:
 
 
 RATE_KINDS = ("asystole", "bradycardia", "tachycardia")
+TWO_LEAD_KINDS = ("asystole", "bradycardia")   # with two leads: both leads' detectors decide them
 
 
 class RhythmSource:
@@ -220,13 +221,15 @@ class RhythmSource:
             from models.rate_lead import RateLead
 
             self.rate_lead = RateLead(fs)
-        self.union = self.asystole = None
+        self.union = self.asystole = self.brady = None
         if beats is not None and self.SECOND_LEAD:   # VT runs from both leads' detectors (models/vt_leads.py)
             from models.asystole_leads import AsystoleLeads
+            from models.brady_leads import BradycardiaLeads
             from models.vt_leads import LeadRunUnion
 
             self.union = LeadRunUnion(fs)
             self.asystole = AsystoleLeads(fs)   # asystole: no QRS on either lead (models/asystole_leads.py)
+            self.brady = BradycardiaLeads(fs)   # bradycardia the second lead does not contradict
         try:
             from models import qrs
             self.asystole_n, self.run_beats = round(qrs.ASYSTOLE_S * fs), {"bradycardia": qrs.BRADY_BEATS,
@@ -249,7 +252,7 @@ class RhythmSource:
         if self.union is None:
             return {}
         return {"m2": self.monitor.initial_state(), "b2": self.beats.initial_state(), "u": self.union.initial_state(),
-                "as": self.asystole.initial_state()}
+                "as": self.asystole.initial_state(), "br": self.brady.initial_state()}
 
     @staticmethod
     def _no_steps() -> dict:
@@ -290,6 +293,18 @@ class RhythmSource:
                 "vt": st.get("vt") or self._no_steps(),   # (a snapshot from before the gate)
                 **second}
 
+    def _two_lead_rate(self, st: dict, update: Any, update2: Any, final: int, flush: bool
+                       ) -> list[tuple[str, str, int, int, str]]:
+        """Asystole and bradycardia events of a two-lead session: the rhythm detector's (``update``)
+        held against the second lead's detector (``update2``), both final up to ``final``
+        (models/asystole_leads.py, models/brady_leads.py)."""
+        asystole = self.asystole.update(st.setdefault("as", self.asystole.initial_state()), update.events,
+                                        update2.beats, final, flush=flush)
+        brady = self.brady.update(st.setdefault("br", self.brady.initial_state()), update.events, update.beats,
+                                  update2.beats, final, flush=flush)
+        return ([(typ, "asystole", sample, at, "") for typ, sample, at in asystole]
+                + [(typ, "bradycardia", sample, at, "") for typ, sample, at in brady])
+
     def update(self, st: dict, x: np.ndarray, first: int, flush: bool = False) -> list[tuple[str, str, int, int, str]]:
         """Events ``(type, kind, sample, established, rule)`` once ``BATCH_S`` of signal has gathered
         (or at the end), from ``x`` (n,) or (n, c) starting at ``first`` (``sample``: the onset of a
@@ -311,7 +326,7 @@ class RhythmSource:
         if buf.shape[1] > 1 and self.rate_lead is not None:   # the lead the rhythm follows
             rate = self.rate_lead.select(buf, st.setdefault("rl", self.rate_lead.initial_state()))
         update, st["m"] = self.monitor.process(rate, st["end"], st["m"])
-        runs, af_events, asystole = [], [], None
+        runs, af_events, two_leads = [], [], None
         if self.beats is not None:
             gate = None
             if self.gate:
@@ -332,8 +347,7 @@ class RhythmSource:
                                          st["end"] + len(buf), flush=flush)
                 pending = np.concatenate([pending, pending2])
                 final = min(self.monitor.decided_until(st["m"]), self.monitor.decided_until(st["m2"]))
-                asystole = self.asystole.update(st.setdefault("as", self.asystole.initial_state()), update.events,
-                                                update2.beats, final, flush=flush)
+                two_leads = self._two_lead_rate(st, update, update2, final, flush)
             if gate is not None:   # keep the outputs near beats still pending or still to be reported
                 keep_from = min(st["end"] + len(buf) - self.gate_keep_n,
                                 int(pending.min()) if len(pending) else math.inf) - self.beats.gate_pre
@@ -347,7 +361,7 @@ class RhythmSource:
         beats = st["beats"] = st["beats"] + [int(b) for b in np.asarray(update.beats).tolist()]
         out = []
         for e in update.events:
-            if e.kind not in RATE_KINDS or (asystole is not None and e.kind == "asystole"):
+            if e.kind not in RATE_KINDS or (two_leads is not None and e.kind in TWO_LEAD_KINDS):
                 continue
             if e.end_sample is not None:
                 out.append(("end", e.kind, int(e.end_sample), int(e.end_sample), ""))
@@ -360,8 +374,7 @@ class RhythmSource:
                 n = self.run_beats[e.kind]
                 at = beats[i + n - 1] if i is not None and i + n - 1 < len(beats) else onset
             out.append(("begin", e.kind, onset, at, ""))
-        for kind, sample, at in asystole or []:   # two leads: no QRS on either (models/asystole_leads.py)
-            out.append((kind, "asystole", sample, at, ""))
+        out += two_leads or []
         for kind, episodes in (("vt", runs), ("af", af_events)):   # (each source's events in sample order)
             for e in episodes:
                 if e.end_sample is None:
