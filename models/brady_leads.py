@@ -29,6 +29,8 @@ import numpy as np
 from models.qrs import BRADY_BEATS, BRADY_BPM
 
 MATCH_S = 0.15   # a second-lead beat this close to the span's ends still counts (s)
+SPAN_MAX_S = 60.0  # the second lead's rate is measured over at most this much of a span's end (s):
+                   # 5 beats at 5 bpm; it bounds the beats kept while the first lead shows none
 
 # Queue rows [sample, order, value]: at the same sample the detector's end comes first (the beat
 # that ends it is no longer slow), then its begin (decided at that beat), then the beat itself.
@@ -47,6 +49,7 @@ class BradycardiaLeads:
     def __init__(self, fs: float):
         self.fs = float(fs)
         self.tol = round(MATCH_S * self.fs)
+        self.span_max = round(SPAN_MAX_S * self.fs)
 
     @staticmethod
     def initial_state() -> dict:
@@ -111,15 +114,15 @@ class BradycardiaLeads:
             if not st["a1"] or len(st["b1"]) < BRADY_BEATS:
                 continue
             first = st["b1"][0]
-            slow = not self._contradicted(st["b2"], first, sample)
+            slow = not self._contradicted(st["b2"], max(first, sample - self.span_max), sample)
             if slow and st["on"] < 0:
                 st["on"] = first
                 out.append(("begin", first, sample))
             elif not slow and st["on"] >= 0:
                 out.append(("end", sample, sample))
                 st["on"] = -1
-        if st["b1"]:                                    # keep the second lead's beats the spans still need
-            lo = st["b1"][0] - self.tol
+        if math.isfinite(limit):                        # keep the second lead's beats the spans still need
+            lo = max(st["b1"][:1] + [int(limit) - self.span_max]) - self.tol   # (later beats are past limit)
             st["b2"] = [b for b in st["b2"] if b >= lo]
         return out
 

@@ -103,3 +103,16 @@ def test_mitdb_116_amplitude_drops_are_no_bradycardia_with_both_leads():
     cond = mitdb_record(path)["conditions"]
     assert cond["bradycardia"]["ref"] == 0 and cond["bradycardia"]["det"] == 2
     assert cond[BRADY_TWO_LEADS]["det"] == 0
+
+
+def test_the_second_leads_beats_kept_stay_bounded_while_the_first_lead_shows_none():
+    """The first lead shows no beat for 20 min while the second beats every second: the state keeps
+    about SPAN_MAX_S of the second lead's beats, not all of them."""
+    from models.brady_leads import SPAN_MAX_S
+
+    fs = 250.0
+    c = BradycardiaLeads(fs)
+    st = c.initial_state()
+    for t in range(1, 1200):
+        c.update(st, [], np.array([], np.int64), np.array([int(t * fs)]), final=int((t + 1) * fs))
+    assert len(st["b2"]) <= SPAN_MAX_S + 2
