@@ -89,7 +89,8 @@ class BradycardiaLeads:
         for e in events1:
             if e.kind != "bradycardia":
                 continue
-            if e.end_sample is None:                    # decided at the 5th slow beat
+            if e.end_sample is None:    # decided at the 5th slow beat, where it is queued: the detector
+                                        # may end one run and begin the next (an earlier onset) at one beat
                 i = int(np.searchsorted(known, int(e.onset_sample)))
                 at = known[min(i + BRADY_BEATS - 1, len(known) - 1)]
                 q.append([at, _BEGIN1, int(e.onset_sample)])

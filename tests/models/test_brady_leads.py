@@ -116,3 +116,16 @@ def test_the_second_leads_beats_kept_stay_bounded_while_the_first_lead_shows_non
     for t in range(1, 1200):
         c.update(st, [], np.array([], np.int64), np.array([int(t * fs)]), final=int((t + 1) * fs))
     assert len(st["b2"]) <= SPAN_MAX_S + 2
+
+
+def test_a_run_that_ends_and_begins_again_at_one_beat_is_kept():
+    """The detector may end its bradycardia and begin the next (with an earlier onset, the first of
+    the new 5 beats) at the same beat, as on CinC 2015 v448s: the condition ends there and begins
+    again at once, with the second lead silent."""
+    fs = 250.0
+    s = lambda t: int(round(t * fs))                       # noqa: E731
+    b1 = [s(t) for t in range(1, 14, 2)]                   # 1, 3, ..., 13 s
+    c = BradycardiaLeads(fs)
+    events = [RateEvent("bradycardia", s(1)), RateEvent("bradycardia", s(1), s(11)), RateEvent("bradycardia", s(3))]
+    got = c.update(c.initial_state(), events, np.array(b1), np.array([], np.int64), final=0, flush=True)
+    assert got == [("begin", s(1), s(9)), ("end", s(11), s(11)), ("begin", s(3), s(11))]
