@@ -9,7 +9,8 @@ lead shows the heart beating at its usual rate: MIT-BIH 116 and 208 (MLII drops 
 detector's bradycardia at those of its beats where the second lead's detector does *not* show a
 rate of 40 bpm or more over the same 5-beat span (give or take ``MATCH_S``): it begins at the
 first such beat (onset: the first of its 5 beats, as the detector's) and ends where the detector's
-ends or at a beat where the second lead contradicts it.
+ends or at a beat where the second lead contradicts it by ``RATE_HYSTERESIS_BPM`` more (>= 45 bpm),
+as the detector's own bradycardia ends (:func:`models.qrs.rate_condition_holds`).
 
 A second lead with fewer than 2 beats in the span (lost: NaN, leads off, flat; or silent) does
 not contradict: the first lead decides, as in a one-lead session. Noise that the second lead's
@@ -26,7 +27,7 @@ import math
 
 import numpy as np
 
-from models.qrs import BRADY_BEATS, BRADY_BPM
+from models.qrs import BRADY_BEATS, BRADY_BPM, RATE_HYSTERESIS_BPM
 
 MATCH_S = 0.15   # a second-lead beat this close to the span's ends still counts (s)
 SPAN_MAX_S = 60.0  # the second lead's rate is measured over at most this much of a span's end (s):
@@ -114,8 +115,14 @@ class BradycardiaLeads:
             st["b1"] = (st["b1"] + [sample])[-BRADY_BEATS:]
             if not st["a1"] or len(st["b1"]) < BRADY_BEATS:
                 continue
-            first = st["b1"][0]
-            slow = not self._contradicted(st["b2"], max(first, sample - self.span_max), sample)
+            first, active = st["b1"][0], st["on"] >= 0
+            # begins where the first lead's 5 beats are < BRADY_BPM (the detector's own condition
+            # may be active by hysteresis only) and the second lead's are too; ends where the second
+            # lead is back RATE_HYSTERESIS_BPM inside the limit, as the detector's own end
+            bpm1 = 60.0 * self.fs * (BRADY_BEATS - 1) / max(1, sample - first)
+            slow = ((active or bpm1 < BRADY_BPM)
+                    and self._bpm2(st["b2"], max(first, sample - self.span_max), sample)
+                    < BRADY_BPM + (RATE_HYSTERESIS_BPM if active else 0.0))
             if slow and st["on"] < 0:
                 st["on"] = first
                 out.append(("begin", first, sample))
@@ -127,10 +134,10 @@ class BradycardiaLeads:
             st["b2"] = [b for b in st["b2"] if b >= lo]
         return out
 
-    def _contradicted(self, beats2: list[int], first: int, last: int) -> bool:
-        """Whether the second lead's beats over ``[first, last]`` (give or take ``tol``) show a rate
-        of ``BRADY_BPM`` or more."""
+    def _bpm2(self, beats2: list[int], first: int, last: int) -> float:
+        """The second lead's mean rate over ``[first, last]`` (give or take ``tol``), bpm; 0 with
+        fewer than 2 beats there (a lost or silent lead does not contradict)."""
         inside = [b for b in beats2 if first - self.tol <= b <= last + self.tol]
         if len(inside) < 2:
-            return False
-        return 60.0 * self.fs * (len(inside) - 1) / max(1, last - first + 2 * self.tol) >= BRADY_BPM
+            return 0.0
+        return 60.0 * self.fs * (len(inside) - 1) / max(1, last - first + 2 * self.tol)

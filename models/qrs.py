@@ -36,8 +36,9 @@ Conditions (DESIGN §3, CinC 2015), evaluated on the detected beats:
   after a gap or at the start); ends at the next beat (``end_sample`` = that beat).
 - extreme bradycardia: rate < 40 bpm over 5 consecutive beats (4 RR intervals, mean rate);
   ``onset_sample`` = the first beat of the 5; ends at the first beat whose 5-beat rate is
-  >= 40 bpm.
-- extreme tachycardia: rate > 140 bpm over 17 consecutive beats (16 RR intervals), likewise.
+  >= 45 bpm (``RATE_HYSTERESIS_BPM`` back inside the limit, :func:`rate_condition_holds`).
+- extreme tachycardia: rate > 140 bpm over 17 consecutive beats (16 RR intervals), likewise;
+  ends at the first beat whose 17-beat rate is <= 135 bpm.
 
 All state is a dict of numpy arrays (``np.savez`` without pickle); any chunking, including
 empty and 1-sample chunks, gives exactly the same beats and events.
@@ -57,6 +58,8 @@ from models.flatline import FLAT_LEAD_S, flat_samples
 ASYSTOLE_S = 4.0            # s without a QRS
 BRADY_BPM, BRADY_BEATS = 40.0, 5
 TACHY_BPM, TACHY_BEATS = 140.0, 17
+RATE_HYSTERESIS_BPM = 5.0   # an extreme rate ends once the rate is this far back inside its limit:
+                            # a rate hovering at the limit is one alert, not one per crossing
 
 # --- detector ----------------------------------------------------------------------------------
 BAND_HZ = (5.0, 15.0)       # band-pass edges, Hz
@@ -508,12 +511,12 @@ class RhythmMonitor:
         s.last_loc, s.last_p, s.last_slope = loc, p, slope
         s.n_pend = 0
         beats.append(loc)
-        self._rate_condition(s, "bradycardia", BRADY_BEATS, lambda bpm: bpm < BRADY_BPM, events)
-        self._rate_condition(s, "tachycardia", TACHY_BEATS, lambda bpm: bpm > TACHY_BPM, events)
+        self._rate_condition(s, "bradycardia", BRADY_BEATS, events)
+        self._rate_condition(s, "tachycardia", TACHY_BEATS, events)
         s.sb_at = p + self._searchback_lag(s)
         self._arm_asystole(s)
 
-    def _rate_condition(self, s: _S, kind: str, n_beats: int, met, events) -> None:
+    def _rate_condition(self, s: _S, kind: str, n_beats: int, events) -> None:
         """Update bradycardia / tachycardia after a beat: mean rate over the last n beats."""
         if s.n_run < n_beats:
             return
@@ -521,10 +524,12 @@ class RhythmMonitor:
         first, last = int(run[-n_beats]), int(run[-1])
         bpm = 60.0 * self.fs * (n_beats - 1) / (last - first)
         attr = _ONSET[kind]
-        if met(bpm) and getattr(s, attr) < 0:
+        active = getattr(s, attr) >= 0
+        holds = rate_condition_holds(kind, bpm, active)
+        if holds and not active:
             setattr(s, attr, first)
             events.append(RateEvent(kind, first))
-        elif not met(bpm) and getattr(s, attr) >= 0:
+        elif not holds and active:
             events.append(RateEvent(kind, getattr(s, attr), last))
             setattr(s, attr, -1)
 
@@ -538,3 +543,29 @@ class RhythmMonitor:
 
 
 _ONSET = {"asystole": "asys_onset", "bradycardia": "brady_onset", "tachycardia": "tachy_onset"}
+
+
+def rate_condition_holds(kind: str, bpm: float, active: bool) -> bool:
+    """Whether extreme bradycardia or tachycardia holds at a beat.
+
+    Parameters
+    ----------
+    kind : str
+        ``"bradycardia"`` or ``"tachycardia"``.
+    bpm : float
+        Mean rate of the last ``BRADY_BEATS`` / ``TACHY_BEATS`` beats, beats per minute.
+    active : bool
+        Whether the condition held at the previous beat.
+
+    Returns
+    -------
+    bool
+        It begins beyond the CinC 2015 limit (< ``BRADY_BPM``, > ``TACHY_BPM``) and, once active,
+        lasts until the rate is ``RATE_HYSTERESIS_BPM`` back inside it (>= 45, <= 135 bpm).
+    """
+    margin = RATE_HYSTERESIS_BPM if active else 0.0
+    if kind == "bradycardia":
+        return bpm < BRADY_BPM + margin
+    if kind == "tachycardia":
+        return bpm > TACHY_BPM - margin
+    raise ValueError(f"Invalid kind: expected bradycardia or tachycardia, got {kind!r}")

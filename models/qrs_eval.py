@@ -33,8 +33,7 @@ from models.data import ecg as ecg_data
 from models.data.paths import datasets_dir
 from models.asystole_leads import AsystoleLeads
 from models.brady_leads import BradycardiaLeads
-from models.qrs import (ASYSTOLE_S, BRADY_BEATS, BRADY_BPM, EVENT_KINDS, TACHY_BEATS, TACHY_BPM,
-                        RhythmMonitor)
+from models.qrs import ASYSTOLE_S, BRADY_BEATS, EVENT_KINDS, TACHY_BEATS, RhythmMonitor, rate_condition_holds
 
 MATCH_S = 0.15          # match window, s
 SKIP_S = 10.0           # left out at the start of each record, s
@@ -90,21 +89,22 @@ def _outside(samples: np.ndarray, spans: list[tuple[int, int]]) -> np.ndarray:
 def reference_conditions(beats: np.ndarray, fs: float) -> list[tuple[str, int, int | None]]:
     """Condition transitions ``(kind, onset, end)`` computed offline from a beat list, as
     DESIGN §3 words them (asystole: RR >= 4 s, from the beat before to the beat after;
-    bradycardia / tachycardia: mean rate of the last 5 / 17 beats); ``end`` None = started."""
+    bradycardia / tachycardia: mean rate of the last 5 / 17 beats, ending as
+    :func:`models.qrs.rate_condition_holds` says); ``end`` None = started."""
     out, onset = [], {}
     beats = np.asarray(beats, dtype=np.int64)
     for i in range(1, len(beats)):
         if beats[i] - beats[i - 1] >= ASYSTOLE_S * fs:
             out += [("asystole", int(beats[i - 1]), None), ("asystole", int(beats[i - 1]), int(beats[i]))]
-        for kind, n, met in (("bradycardia", BRADY_BEATS, lambda r: r < BRADY_BPM),
-                             ("tachycardia", TACHY_BEATS, lambda r: r > TACHY_BPM)):
+        for kind, n in (("bradycardia", BRADY_BEATS), ("tachycardia", TACHY_BEATS)):
             if i + 1 < n:
                 continue
             bpm = 60.0 * fs * (n - 1) / (beats[i] - beats[i + 1 - n])
-            if met(bpm) and kind not in onset:
+            holds = rate_condition_holds(kind, bpm, kind in onset)
+            if holds and kind not in onset:
                 onset[kind] = int(beats[i + 1 - n])
                 out.append((kind, onset[kind], None))
-            elif not met(bpm) and kind in onset:
+            elif not holds and kind in onset:
                 out.append((kind, onset.pop(kind), int(beats[i])))
     return out
 

@@ -137,10 +137,10 @@ ALERT_KINDS: dict[str, AlertKind] = {k.name: k for k in (
     AlertKind("asystole", PHYSIOLOGICAL, HIGH, ("ecg",), SOURCE_RHYTHM, "asystole",
               "no QRS for >= 4 s (QRS detector, CinC 2015; with two leads on neither lead, models/asystole_leads.py)", poor_signal_held=False),
     AlertKind("bradycardia", PHYSIOLOGICAL, HIGH, ("ecg",), SOURCE_RHYTHM, "bradycardia",
-              "extreme bradycardia: < 40 bpm for 5 beats (QRS detector, CinC 2015; with two leads not "
-              "contradicted by the second lead, models/brady_leads.py)"),
+              "extreme bradycardia: < 40 bpm for 5 beats, ending at >= 45 bpm (QRS detector, CinC 2015; with "
+              "two leads not contradicted by the second lead, models/brady_leads.py)"),
     AlertKind("tachycardia", PHYSIOLOGICAL, HIGH, ("ecg",), SOURCE_RHYTHM, "tachycardia",
-              "extreme tachycardia: > 140 bpm for 17 beats (QRS detector, CinC 2015)"),
+              "extreme tachycardia: > 140 bpm for 17 beats, ending at <= 135 bpm (QRS detector, CinC 2015)"),
     AlertKind("seizure", PHYSIOLOGICAL, HIGH, ("eeg",), SOURCE_MODEL, L.SEIZURE,
               "electrographic seizure: the model's seizure episode"),
     AlertKind("status_epilepticus", PHYSIOLOGICAL, HIGH, ("eeg",), SOURCE_MODEL, L.SEIZURE,

@@ -129,3 +129,33 @@ def test_a_run_that_ends_and_begins_again_at_one_beat_is_kept():
     events = [RateEvent("bradycardia", s(1)), RateEvent("bradycardia", s(1), s(11)), RateEvent("bradycardia", s(3))]
     got = c.update(c.initial_state(), events, np.array(b1), np.array([], np.int64), final=0, flush=True)
     assert got == [("begin", s(1), s(9)), ("end", s(11), s(11)), ("begin", s(3), s(11))]
+
+
+def _second_lead(b1: list[int], fs: float, extra) -> list[int]:
+    """The first lead's beats plus one beat 1 s after beat i wherever ``extra(i, seconds)``."""
+    return sorted(b1 + [b + int(fs) for i, b in enumerate(b1[:-1]) if extra(i, b / fs)])
+
+
+def test_the_second_lead_ends_the_condition_only_once_back_5_bpm_inside_the_limit():
+    """First-lead beats every 2 s (30 bpm). The second lead shows them, then from 17 s one beat
+    more in every other interval (7 beats in each 5-beat span: 43 bpm), then from 29 s in three of
+    four (8 beats: 51 bpm). Inside the 5-bpm band (40-45) the second lead neither ends the running
+    condition nor (test below) lets one begin; at 51 bpm it ends it."""
+    fs = 250.0
+    b1 = [int(t * fs) for t in range(1, 40, 2)]           # 1, 3, ..., 39 s
+    b2 = _second_lead(b1, fs, lambda i, t: (17 <= t < 29 and i % 2) or (t >= 29 and i % 4))
+    c = BradycardiaLeads(fs)
+    out = c.update(c.initial_state(), [RateEvent("bradycardia", b1[0])], np.array(b1), np.array(b2), final=0,
+                   flush=True)
+    assert out[0] == ("begin", b1[0], b1[4]) and len(out) == 2
+    assert out[1][0] == "end" and 31 * fs <= out[1][1] <= 37 * fs
+
+
+def test_a_second_lead_inside_the_band_does_not_let_a_bradycardia_begin():
+    """The same first lead; the second lead at 43 bpm throughout (>= 40): no bradycardia."""
+    fs = 250.0
+    b1 = [int(t * fs) for t in range(1, 40, 2)]
+    b2 = _second_lead(b1, fs, lambda i, t: i % 2)
+    c = BradycardiaLeads(fs)
+    assert c.update(c.initial_state(), [RateEvent("bradycardia", b1[0])], np.array(b1), np.array(b2), final=0,
+                    flush=True) == []

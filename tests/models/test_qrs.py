@@ -281,6 +281,39 @@ def test_extreme_tachycardia_needs_17_beats():
     assert 25 * FS < tachy[1].end_sample < 30 * FS
 
 
+def hovering_beats(start_s: float, bpm: tuple[float, float], seconds: float) -> np.ndarray:
+    """Beat times from ``start_s``: 20 s at each rate of ``bpm`` in turn, for ``seconds``."""
+    out, t = [], start_s
+    while t < start_s + seconds:
+        rate = bpm[int((t - start_s) // 20) % 2]
+        out.append(t)
+        t += 60.0 / rate
+    return np.array(out)
+
+
+@pytest.mark.parametrize("kind,rates,back", [("tachycardia", (143.0, 137.0), 130.0),
+                                             ("bradycardia", (37.0, 43.0), 50.0)])
+def test_a_rate_hovering_at_its_limit_is_one_condition_until_it_is_back_inside(kind, rates, back):
+    """A rate crossing the CinC 2015 limit back and forth by 3 bpm every 20 s is one condition, not
+    one per crossing; it ends once the rate is RATE_HYSTERESIS_BPM (5) back inside the limit. The
+    offline reference (qrs_eval) gives the same transitions from the same beats."""
+    lead_in = np.arange(0.5, 10, 0.8)                                  # 75 bpm
+    hover = hovering_beats(10.0, rates, 120.0)                         # 10-130 s
+    tail = hover[-1] + np.cumsum(np.full(80, 60.0 / back))             # then well inside the limit
+    beat_s = np.r_[lead_in, hover, tail]
+    seconds = tail[-1] + 2
+    beats, events, _, _ = stream(RhythmMonitor(FS), synthetic_ecg(beat_s, seconds), range(0, int(seconds * FS), 997))
+    got = [(e.onset_sample, e.end_sample) for e in kinds(events, kind)]
+    assert len(got) == 2 and got[0][1] is None and got[1][0] == got[0][0]          # one begin, one end
+    assert 10 * FS < got[0][0] < 12 * FS and got[1][1] > 130 * FS                   # ends after the hover
+    ref = [(a, b) for k, a, b in reference_conditions(beats, FS) if k == kind]
+    assert ref == got
+    n, limit = (17, 140.0) if kind == "tachycardia" else (5, 40.0)
+    rate = 60.0 * FS * (n - 1) / (beats[n - 1:] - beats[: len(beats) - n + 1])
+    beyond = rate > limit if kind == "tachycardia" else rate < limit
+    assert np.count_nonzero(np.diff(beyond.astype(int)) == 1) >= 3             # the detected rate did cross back
+
+
 def test_tachycardia_and_bradycardia_on_real_signal_played_fast_and_slow():
     """The clean first 30 s of the 118 excerpt (about 70 bpm) compressed 1:2.4 in time runs
     > 140 bpm; stretched 2.5:1 it runs < 40 bpm."""
