@@ -74,6 +74,21 @@ def fresh_state() -> dict[str, Any]:
 _SUPPRESS_KEY = "quality:suppress"
 
 
+def steps_with_signal(attribution: np.ndarray | None, n: int) -> np.ndarray:
+    """``(n,)`` bool: whether each output step's token had a channel with signal.
+
+    The network pools only channels with at least half of the token's samples valid
+    (:class:`models.network.Network`); a token with none gets all-zero pooling weights
+    (``attribution``), does not update the SSM state, and its outputs come from no input at all
+    (for the shipped ECG model vf 0.503, above its 0.5 threshold). Such a step is no evidence for
+    or against any label: the alarm engine skips it (``signal_loss`` covers the stretch).
+    """
+    if attribution is None:
+        return np.ones(n, bool)
+    a = np.asarray(attribution, np.float64)
+    return a.sum(axis=1) > 0 if a.ndim == 2 else np.ones(n, bool)
+
+
 def _add_interval(intervals: list[list[int]], a: int, b: int) -> None:
     """Append [a, b) to sorted, merged intervals (a >= every earlier start)."""
     if intervals and a <= intervals[-1][1]:
@@ -238,9 +253,10 @@ class Alarms:
         """
         out: list[dict] = []
         self._loss(stretches, end, out)
+        seen = steps_with_signal(attribution, len(probs)) if probs is not None else None
         if self.rhythm is not None and self.rhythm.gate and probs is not None and len(probs):
             # the network's vt output confirms beats the classifier is unsure of (models/beats.py)
-            self.rhythm.add_steps(self._state["rhythm"], samples, probs[:, self.labels.index(VT)])
+            self.rhythm.add_steps(self._state["rhythm"], samples, np.where(seen, probs[:, self.labels.index(VT)], 0.0))
         if self.rhythm is not None and x is not None and (len(x) or flush):
             try:
                 events = self.rhythm.update(self._state["rhythm"], x, first, flush)
@@ -253,11 +269,11 @@ class Alarms:
             j = self.labels.index(self.quality_label) if self.quality_label in self.labels else None
             if suppress_q is None and j is not None:
                 suppress_q = probs[:, j]
-            if not self._quiet(starts, samples, probs, suppress_q):
+            if not (seen.all() and self._quiet(starts, samples, probs, suppress_q)):
                 for i in range(len(probs)):
                     self._step(int(starts[i]), int(samples[i]), probs[i],
                                attribution[i] if attribution is not None else None, out,
-                               float(suppress_q[i]) if suppress_q is not None else None)
+                               float(suppress_q[i]) if suppress_q is not None else None, bool(seen[i]))
         rhythm_h = (self._state["rhythm"]["end"] if self.rhythm is not None else end) - 1 - self.lag_n
         self._rhythm(math.inf if flush else self._state["last"], math.inf if flush else rhythm_h, out, end)
         # drop evidence no decision still to come can look at: every pending one is after ``limit``
@@ -331,21 +347,23 @@ class Alarms:
         return True
 
     def _step(self, start: int, sample: int, p: np.ndarray, attr: np.ndarray | None, out: list[dict],
-              suppress_q: float | None = None) -> None:
-        """One model output step: label episodes, evidence, and the decisions due by ``sample``."""
+              suppress_q: float | None = None, seen: bool = True) -> None:
+        """One model output step: label episodes, evidence, and the decisions due by ``sample``.
+        A step without signal (``seen`` False, :func:`steps_with_signal`) only moves the clock:
+        its outputs neither enter the moving averages nor count as a step of an episode."""
         src, smoothed, q = self._state["src"], {}, None
         for label, j, tracker, _ in self.trackers:
             st = src.setdefault(label, {"ep": None})
-            smoothed[label] = tracker.smooth(st, float(p[j]))
-            if label == self.quality_label and suppress_q is not None:
+            smoothed[label] = tracker.smooth(st, float(p[j])) if seen else tracker.average(st)
+            if seen and label == self.quality_label and suppress_q is not None:
                 q = tracker.smooth(src.setdefault(_SUPPRESS_KEY, {"ep": None}), suppress_q)
         if q is not None and q >= C.SUPPRESS_NOISE_P:
             _add_interval(self._state["ev"]["noise"], start, sample + 1)
-        if self.rhythm is not None:
+        if self.rhythm is not None and seen:
             self._state["steps"].append([start, sample, [round(float(v), 6) for v in p]])
         self._state["last"] = sample
         for label, _, tracker, kinds in self.trackers:
-            for typ, smp in tracker.step(src[label], smoothed[label], start, sample):
+            for typ, smp in (tracker.step(src[label], smoothed[label], start, sample) if seen else []):
                 for kind in kinds:
                     if typ == "begin":
                         self._begin(kind, smp)

@@ -69,6 +69,11 @@ class LabelTracker:
         w = st["win"] = (st.get("win", []) + [p])[-self.k:]
         return math.fsum(w) / len(w)
 
+    def average(self, st: dict) -> float:
+        """The moving average as it stands (0 before any step)."""
+        w = st.get("win") or [0.0]
+        return math.fsum(w) / len(w)
+
     def step(self, st: dict, p: float, start: int, sample: int) -> list[tuple[str, int]]:
         """One output step (covering input samples ``start..sample``); events ``(type, sample)``."""
         ep = st.get("ep")

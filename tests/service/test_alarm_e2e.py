@@ -79,6 +79,28 @@ async def test_signal_loss_causes_and_strips(server, ecg_203):
         assert (await http.get(f"/v1/alerts/{sid}:signal_loss:1/strip")).status_code == 404
 
 
+async def test_no_alarm_from_the_models_outputs_where_no_lead_has_signal(server, ecg_203):
+    """Every lead NaN for 12 s, then 12 s of frames never sent: signal_loss covers both, and no
+    alert from the model's outputs (vf, vt, af, artifact) begins inside them. The network's outputs
+    for a token with no valid channel come from no input (vf 0.503 for the shipped ECG model,
+    above its 0.5 threshold: four false VF alerts in the CinC 2015 record v224s's lead-off
+    stretches before the alarm engine skipped such steps)."""
+    x, fs, leads = ecg_203
+    x = x[: int(60 * fs)].astype(np.float32)
+    nan, gap = (int(10 * fs), int(22 * fs)), (int(30 * fs), int(42 * fs))
+    x[nan[0]:nan[1]] = np.nan
+    sid = unique("blind")
+    chunk = int(fs / 2)
+    run = await stream(server.ws, hello(sid, fs, leads), x, chunk, frames=frames_of(x, chunk, (0, 0), gap))
+    assert not run.errors and run.close == 1000
+    lost = [a for a in run.alerts if a["kind"] == "signal_loss"]
+    assert {a["onset_sample"] for a in lost} >= {nan[0], gap[0]}
+    model_kinds = {"vf", "vt", "af", "artifact"}
+    inside = [a for a in run.alerts if a["kind"] in model_kinds and any(
+        lo <= a["onset_sample"] < hi for lo, hi in (nan, gap))]
+    assert inside == []
+
+
 async def test_not_monitoring_raises_and_clears(sqlite_server, ecg_203, redis_url):
     """A streaming session without data for longer than its timeout (here 2 s, from the hello)
     raises not_monitoring (wall clock); data clears it."""
