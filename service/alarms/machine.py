@@ -83,10 +83,9 @@ def steps_with_signal(attribution: np.ndarray | None, n: int) -> np.ndarray:
     (for the shipped ECG model vf 0.503, above its 0.5 threshold). Such a step is no evidence for
     or against any label: the alarm engine skips it (``signal_loss`` covers the stretch).
     """
-    if attribution is None:
+    if attribution is None or np.ndim(attribution) != 2:
         return np.ones(n, bool)
-    a = np.asarray(attribution, np.float64)
-    return a.sum(axis=1) > 0 if a.ndim == 2 else np.ones(n, bool)
+    return np.asarray(attribution).any(axis=1)      # the weights are >= 0
 
 
 def _add_interval(intervals: list[list[int]], a: int, b: int) -> None:
@@ -253,10 +252,10 @@ class Alarms:
         """
         out: list[dict] = []
         self._loss(stretches, end, out)
-        seen = steps_with_signal(attribution, len(probs)) if probs is not None else None
-        if self.rhythm is not None and self.rhythm.gate and probs is not None and len(probs):
+        seen = steps_with_signal(attribution, len(probs)) if probs is not None and len(probs) else None
+        if self.rhythm is not None and self.rhythm.gate and seen is not None:
             # the network's vt output confirms beats the classifier is unsure of (models/beats.py)
-            self.rhythm.add_steps(self._state["rhythm"], samples, np.where(seen, probs[:, self.labels.index(VT)], 0.0))
+            self.rhythm.add_steps(self._state["rhythm"], samples, probs[:, self.labels.index(VT)] * seen)
         if self.rhythm is not None and x is not None and (len(x) or flush):
             try:
                 events = self.rhythm.update(self._state["rhythm"], x, first, flush)
