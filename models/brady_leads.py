@@ -27,7 +27,7 @@ import math
 
 import numpy as np
 
-from models.qrs import BRADY_BEATS, BRADY_BPM, RATE_HYSTERESIS_BPM
+from models.qrs import BRADY_BEATS, rate_condition_holds
 
 MATCH_S = 0.15   # a second-lead beat this close to the span's ends still counts (s)
 SPAN_MAX_S = 60.0  # the second lead's rate is measured over at most this much of a span's end (s):
@@ -116,17 +116,17 @@ class BradycardiaLeads:
             if not st["a1"] or len(st["b1"]) < BRADY_BEATS:
                 continue
             first, active = st["b1"][0], st["on"] >= 0
-            # begins where the first lead's 5 beats are < BRADY_BPM (the detector's own condition
-            # may be active by hysteresis only) and the second lead's are too; ends where the second
-            # lead is back RATE_HYSTERESIS_BPM inside the limit, as the detector's own end
+            # begins where the first lead's 5 beats are slow by the onset rule (the detector's own
+            # condition may be active by its hysteresis only) and the second lead's are too; the
+            # second lead ends it by the detector's own end rule
             bpm1 = 60.0 * self.fs * (BRADY_BEATS - 1) / max(1, sample - first)
-            slow = ((active or bpm1 < BRADY_BPM)
-                    and self._bpm2(st["b2"], max(first, sample - self.span_max), sample)
-                    < BRADY_BPM + (RATE_HYSTERESIS_BPM if active else 0.0))
-            if slow and st["on"] < 0:
+            bpm2 = self._bpm2(st["b2"], max(first, sample - self.span_max), sample)
+            slow = ((active or rate_condition_holds("bradycardia", bpm1, False))
+                    and rate_condition_holds("bradycardia", bpm2, active))
+            if slow and not active:
                 st["on"] = first
                 out.append(("begin", first, sample))
-            elif not slow and st["on"] >= 0:
+            elif not slow and active:
                 out.append(("end", sample, sample))
                 st["on"] = -1
         if math.isfinite(limit):                        # keep the second lead's beats the spans still need

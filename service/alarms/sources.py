@@ -66,8 +66,8 @@ class LabelTracker:
         """Push one probability into the moving average held in ``st["win"]``; the average."""
         if self.k <= 1:
             return p
-        w = st["win"] = (st.get("win", []) + [p])[-self.k:]
-        return math.fsum(w) / len(w)
+        st["win"] = (st.get("win", []) + [p])[-self.k:]
+        return self.average(st)
 
     def average(self, st: dict) -> float:
         """The moving average as it stands (0 before any step)."""
