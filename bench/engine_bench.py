@@ -17,12 +17,18 @@ websocket side (about 1 ms per session-second here, see NOTES) comes on top.
 ``--compare-quality`` runs twice, with the quality heads (``models/sqi.py``) and without, and
 prints the ratio of the two costs (same run, same machine load); ``--compare-second-lead`` does the
 same for the second lead's QRS detector and beat classifier of the VT runs (``models/vt_leads.py``).
+``--against DIR`` compares this checkout's engine with another checkout's (say a ``git worktree``
+of an older commit), each in its own process with its own code, interleaved over ``--rounds``
+rounds: the ratio of the best CPU of each, so that drift in the machine's load hits both.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import re
+import subprocess
 import sys
 import tempfile
 import time
@@ -139,7 +145,12 @@ def main() -> int:
                     help="run without and with the quality heads; print the cost ratio")
     ap.add_argument("--compare-second-lead", action="store_true",
                     help="run without and with the second lead's VT detector; print the cost ratio")
+    ap.add_argument("--against", type=Path, default=None,
+                    help="another checkout: run its engine and this one's, interleaved; print the CPU ratio")
+    ap.add_argument("--rounds", type=int, default=3, help="with --against: runs of each checkout")
     args = ap.parse_args()
+    if args.against is not None:
+        return against(args)
     if args.compare_quality or args.compare_second_lead:
         from service.alarms.sources import RhythmSource
 
@@ -170,6 +181,26 @@ def main() -> int:
           f"slowest tick {1e3 * r['worst']:.1f} ms CPU; wall {r['wall']:.1f} s")
     print(f"  tick CPU p50 {1e3 * r['p50']:.1f} ms, p99 {1e3 * r['p99']:.1f} ms; ticks with snapshots: mean "
           f"{1e3 * r['snap_ticks'][0]:.1f} ms, up to {r['snap_ticks'][1]} snapshots in one tick")
+    return 0
+
+
+def against(args) -> int:
+    """Run this checkout's benchmark and ``args.against``'s in turn, each in a fresh process with
+    its own code (the same flags), and print the ratio of their best CPU figures."""
+    here = Path(__file__).resolve().parents[1]
+    flags = ["--sessions", str(args.sessions), "--seconds", str(args.seconds), "--tick", str(args.tick)]
+    flags += (["--store"] if args.store else []) + ([] if args.quality else ["--no-quality"])
+    costs: dict[str, list[float]] = {"this": [], "other": []}
+    for _ in range(args.rounds):
+        for name, root in (("other", args.against.resolve()), ("this", here)):
+            out = subprocess.run([sys.executable, str(root / "bench" / "engine_bench.py"), *flags], cwd=root,
+                                 env={**os.environ, "PYTHONPATH": str(root)}, capture_output=True, text=True, check=True)
+            ms = float(re.search(r"= ([0-9.]+) ms per session-second", out.stdout).group(1))
+            costs[name].append(ms)
+            print(f"{name:5s} ({root}): {ms:.3f} ms per session-second")
+    this, other = min(costs["this"]), min(costs["other"])
+    print(f"engine CPU, this checkout / {args.against}: {this:.3f} / {other:.3f} ms per session-second = "
+          f"{this / other:.3f} (best of {args.rounds} each)")
     return 0
 
 
