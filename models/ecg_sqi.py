@@ -81,7 +81,7 @@ class EcgQualityWeights:
     def prob(self, f: np.ndarray) -> np.ndarray:
         """(n,) probabilities of (n, len(FEATURES)) features."""
         z = np.asarray(f, np.float64) @ np.asarray(self.coef, np.float64) + self.intercept
-        return 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
+        return 1.0 / (1.0 + np.exp(-np.minimum(np.maximum(z, -50.0), 50.0)))   # (np.clip, unwrapped)
 
     def to_json(self) -> dict:
         return {"features": list(FEATURES), "coef": [float(c) for c in self.coef],
@@ -124,6 +124,7 @@ class EcgQuality:
         self.held_n = round(FLAT_LEAD_S * self.fs)
         self.block = max(1, round(BLOCK_S * self.fs / self.patch)) * self.patch   # samples, whole tokens
         self.keep = max(round(BUFFER_S * self.fs), self.pre + self.post + self.patch, self.block + self.patch)
+        self._memo: tuple[list, tuple | None] = ([], None)   # the last window's residuals and features
 
     # --- state ---------------------------------------------------------------------------------
     def initial_state(self) -> dict[str, np.ndarray]:
@@ -149,9 +150,11 @@ class EcgQuality:
                 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Poor-signal probability of each token completed by ``y`` (see :class:`models.sqi.QualityHead`)."""
         f, ok, state = self.features(y, mask, state)
-        if self.weights is None or len(f) == 0:
+        n_ok = np.count_nonzero(ok)
+        if self.weights is None or not n_ok:
             return np.zeros(len(f)), state
-        return np.where(ok, self.weights.prob(f), 0.0), state
+        p = self.weights.prob(f)
+        return (p if n_ok == len(ok) else np.where(ok, p, 0.0)), state
 
     def features(self, y: np.ndarray, mask: np.ndarray, state: dict[str, np.ndarray]
                  ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
@@ -166,9 +169,10 @@ class EcgQuality:
         x = np.where(np.asarray(mask, bool), np.nan, np.asarray(y, np.float64)).reshape(-1, self.c)
         st = dict(state)
         held, st["held_last"], st["held_run"] = flat_samples(    # a lead held at one value is lost
-            x, st.get("held_last", np.zeros(self.c)), st.get("held_run", np.zeros(self.c, np.int64)),
-            self.held_n, tol=HELD_TOL_UV)
-        x[held] = np.nan
+            x, st["held_last"] if "held_last" in st else np.zeros(self.c),
+            st["held_run"] if "held_run" in st else np.zeros(self.c, np.int64), self.held_n, tol=HELD_TOL_UV)
+        if np.count_nonzero(held):                                  # (cheaper than .any() on a chunk)
+            x[held] = np.nan
         x = np.concatenate([st["tail"].astype(np.float64), x]) if len(st["tail"]) else x
         n_tok = len(x) // self.patch
         st["tail"] = x[n_tok * self.patch:].astype(np.float32)
@@ -180,8 +184,8 @@ class EcgQuality:
         buf = np.concatenate([st["buf"], x])
         buf_first = start + len(x) - len(buf)
         pend = st["pending"]
-        beats, res = st["beats"].tolist(), [list(r) for r in st["res"]]
-        tpl, count = st["tpl"].copy(), st["count"].copy()
+        beats, res = st["beats"].tolist(), st["res"].tolist()     # (Python floats: the same arithmetic)
+        tpl, count = st["tpl"], st["count"]       # copied before the first beat measured updates them
         i, last, m = 0, None, None
         for k in range(n_tok):
             end = start + (k + 1) * self.patch
@@ -201,6 +205,8 @@ class EcgQuality:
                     pend = np.concatenate([pend[i:], new])
                     pend, i = pend[np.lexsort((pend[:, 0], pend[:, 1]))], 0  # by ready, then beat
             while i < len(pend) and pend[i, 1] <= end:
+                if tpl is st["tpl"]:
+                    tpl, count = tpl.copy(), count.copy()
                 b, r = int(pend[i, 0]), int(pend[i, 1])
                 a = b - self.pre
                 w = buf[a - buf_first:a - buf_first + self.pre + self.post] if a >= max(0, r - self.keep) else None
@@ -213,19 +219,31 @@ class EcgQuality:
             lo = bisect.bisect_left(beats, end - self.window_n)
             key = (lo, len(beats))
             if key != last:
-                f_k, last = _window_features(res[lo:]), key
+                f_k, last = self._window_features(res[lo:]), key
             feats[k], ok[k] = (f_k, True) if f_k is not None else (0.0, False)
         if m is not None:
             st.update({f"m.{key}": v for key, v in m.items()})
         lo = bisect.bisect_left(beats, start + len(x) - self.window_n)
-        st["beats"], st["res"] = np.asarray(beats[lo:], np.int64), np.asarray(res[lo:], np.float64).reshape(-1, self.c)
+        if tpl is st["tpl"]:                    # no beat measured: the window's arrays, cut (the same values)
+            st["beats"], st["res"] = st["beats"][lo:], st["res"][lo:]
+        else:
+            st["beats"] = np.asarray(beats[lo:], np.int64)
+            st["res"] = np.asarray(res[lo:], np.float64).reshape(-1, self.c)
         st["pending"], st["tpl"], st["count"] = pend[i:], tpl, count
         st["buf"] = buf[-self.keep:]
         st["n"] = np.asarray(start + len(x), np.int64)
         return feats, ok, st
 
+    def _window_features(self, res: list[list[float]]) -> tuple[float, float] | None:
+        """:func:`_window_features`, remembered: a window's beats usually outlast a chunk, and its
+        features are a function of the residuals' values alone."""
+        memo = self._memo
+        if res != memo[0]:                      # (NaN never compares equal: recomputed, as it should)
+            memo = self._memo = (res, _window_features(res))
+        return memo[1]
 
-def _window_features(res: list[list[float]]) -> np.ndarray | None:
+
+def _window_features(res: list[list[float]]) -> tuple[float, float] | None:
     """:data:`FEATURES` of the residuals (beats, c) of one window, or None when undefined."""
     if len(res) < MIN_BEATS:
         return None
@@ -234,7 +252,7 @@ def _window_features(res: list[list[float]]) -> np.ndarray | None:
         v = [r for r in lead if r == r]                                        # finite (not NaN)
         if v:
             med.append(math.log(max(_quantile(v, QUANTILE), FLOOR)))
-    return np.array([max(med), min(med)]) if med else None
+    return (max(med), min(med)) if med else None
 
 
 def _quantile(v: list[float], q: float) -> float:
@@ -247,21 +265,29 @@ def _quantile(v: list[float], q: float) -> float:
 
 def _match(w: np.ndarray, tpl: np.ndarray, count: np.ndarray) -> float:
     """Residual of beat window ``w`` (L,) against the best of templates ``tpl`` (K, L), updating
-    ``tpl`` and ``count`` (K,) in place; NaN when ``w`` holds invalid samples or no template yet."""
-    if not np.isfinite(w).all():
+    ``tpl`` and ``count`` (K,) in place; NaN when ``w`` holds invalid samples or no template yet.
+
+    The reductions are the ufuncs ``numpy.mean`` / ``ptp`` / ``median`` call, without their Python
+    wrappers (a beat window is short: the wrappers cost more than the arithmetic); same bits."""
+    n = len(w)
+    if np.count_nonzero(np.isfinite(w)) < n:
         return math.nan
-    w = w - np.median(w)
+    w = w - _median(w)
     count *= DECAY
     used = count > 0
+    n_used = np.count_nonzero(used)
     best, r = -1, math.nan
-    if used.any():
-        idx = np.flatnonzero(used)
-        t = tpl[idx]                                                            # (k, L)
-        size = np.ptp(t, axis=1)                                                # (k,)
-        rr = np.sqrt(np.mean((t - w) ** 2, axis=1)) / np.maximum(size, 1e-9)    # (k,)
-        i = int(np.argmin(rr))
+    if n_used:
+        if n_used == len(count):                # all in use (after the first few beat shapes): rows in order
+            idx, t = range(n_used), np.ascontiguousarray(tpl)                   # the rows of tpl[idx]
+        else:
+            idx = np.flatnonzero(used)
+            t = tpl[idx]                                                        # (k, L)
+        size = np.maximum.reduce(t, axis=1) - np.minimum.reduce(t, axis=1)      # (k,) peak to peak
+        rr = np.sqrt(np.add.reduce((t - w) ** 2, axis=1) / n) / np.maximum(size, 1e-9)   # (k,)
+        i = int(rr.argmin())
         best, r = int(idx[i]), float(rr[i])
-        wc, tc = w - w.mean(), t[i] - t[i].mean()
+        wc, tc = w - np.add.reduce(w) / n, t[i] - np.add.reduce(t[i]) / n       # minus their means
         corr = float(wc @ tc / (math.sqrt(float(wc @ wc) * float(tc @ tc)) + 1e-12))
         if corr < MATCH:
             best = -1
@@ -269,6 +295,17 @@ def _match(w: np.ndarray, tpl: np.ndarray, count: np.ndarray) -> float:
         tpl[best] += TEMPLATE_RATE * (w - tpl[best])
         count[best] += 1.0
     else:
-        j = int(np.argmin(count))
+        j = int(count.argmin())
         tpl[j], count[j] = w, 1.0
     return r
+
+
+def _median(v: np.ndarray) -> np.floating:
+    """``numpy.median`` of a finite 1-D ``v``: the same partition and mean of the middle values
+    (the same bits), without the wrapper's checks."""
+    h = len(v) // 2
+    if len(v) % 2:
+        mid = np.partition(v, [h, -1])[h:h + 1]
+    else:
+        mid = np.partition(v, [h - 1, h, -1])[h - 1:h + 1]
+    return np.add.reduce(mid) / len(mid)

@@ -40,6 +40,8 @@ samples: only the MLP's matrix products may round differently with the batch siz
 
 from __future__ import annotations
 
+import functools
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,12 +49,8 @@ import numpy as np
 from scipy import signal as sps
 
 from models.config import ModelConfig
-from models.mlp import TanhMLP, load_weights_file
-
-try:                                     # the C core of scipy.signal.sosfilt (private; same arithmetic)
-    from scipy.signal._sosfilt import _sosfilt as _sosfilt_core
-except ImportError:                      # pragma: no cover - another scipy layout: the public function
-    _sosfilt_core = None
+from models.mlp import TanhMLP, load_weights_file, zero_non_finite
+from models.small_arrays import sosfilt_core
 
 BANDS_HZ = ((None, 2.0), (2.0, 8.0), (8.0, 20.0), (20.0, None))  # Hz; None: open edge (low- / high-pass)
 BAND_ORDER = 2             # Butterworth order of the band-passes; the low- and high-pass have twice it (2 biquads each)
@@ -106,7 +104,7 @@ class EegQualityWeights(TanhMLP):
 
     def logit(self, f: np.ndarray) -> np.ndarray:
         """``(n,)`` logits of ``(n, F)`` per-channel features (:meth:`prob` before the sigmoid)."""
-        z = np.nan_to_num((np.atleast_2d(f) - self.mean) / self.scale)
+        z = zero_non_finite((np.atleast_2d(f) - self.mean) / self.scale)
         return np.tanh(z @ self.w1 + self.b1) @ self.w2 + self.b2
 
     def to_json(self) -> dict:
@@ -153,6 +151,10 @@ class EegQuality:
         self.patch_len, self.n_channels, self.weights = int(config.patch_len), int(n_channels), weights
         self.sos = np.ascontiguousarray(band_filters(config.sample_rate), np.float64)   # (B, S, 6)
         self.alpha = 1.0 / (TAU_S * config.sample_rate / config.patch_len)         # level rate per token
+        # valid tokens after which a channel is warm and both its rates are alpha (1 / n <= alpha)
+        self.steady = max(WARMUP_TOKENS, math.ceil(1.0 / self.alpha))
+        while 1.0 / self.steady > self.alpha:
+            self.steady += 1
         self.hold = max(1, weights.hold_tokens) if weights is not None else 1
 
     def initial_state(self) -> dict[str, np.ndarray]:
@@ -198,10 +200,14 @@ class EegQuality:
         """The largest raw probability over the last ``hold`` tokens, and the state's new ``recent``."""
         h = self.hold - 1
         seq = np.concatenate([state["recent"], raw])                              # (h + n,)
-        if h and len(raw):
-            q = np.lib.stride_tricks.sliding_window_view(seq, h + 1).max(axis=1)  # (n,)
-        else:
+        if not h or not len(raw):
             q = raw.copy()
+        elif len(raw) <= h:                     # a chunk's few tokens: one maximum each
+            q = np.empty(len(raw))
+            for j in range(len(raw)):
+                q[j] = np.maximum.reduce(seq[j:j + h + 1])
+        else:
+            q = np.lib.stride_tricks.sliding_window_view(seq, h + 1).max(axis=1)  # (n,)
         return q, {**state, "recent": seq[len(seq) - h:].copy()}
 
     def features(self, y: np.ndarray, mask: np.ndarray, state: dict[str, np.ndarray]
@@ -230,11 +236,13 @@ class EegQuality:
         mask = np.asarray(mask, bool).reshape(-1, c)
         prev = state["prev"] if int(state["n_samples"]) or not len(y) else y[0]
         bands, zi = self._bands(y, state["zi"])                                   # (t, B, c)
+        # (the memory layout of z, which these concatenations choose from their inputs', sets the
+        # order of the sums over each token below: keep it, for the same bits)
         z = np.concatenate([state["tail"], np.concatenate([y[:, None], bands], axis=1)])  # (r + t, 1 + B, c)
-        zm = np.concatenate([state["tail_mask"], mask])                          # (r + t, c)
+        zm = np.concatenate([state["tail_mask"], mask]) if len(state["tail_mask"]) else mask   # (r + t, c)
         n = len(z) // P
         blocks = z[:n * P].reshape(n, P, z.shape[1], c)                           # (n, P, 1 + B, c)
-        valid = ~zm[:n * P].reshape(n, P, c).any(axis=1)                          # (n, c)
+        valid = ~np.logical_or.reduce(zm[:n * P].reshape(n, P, c), axis=1)        # (n, c) (.any, unwrapped)
         q, kurt = _token_quantities(blocks, prev)                                  # (n, Q, c), (n, c)
         rel, zs, ok, level, spread, n_valid = self._relative(q, valid, state["level"], state["spread"],
                                                                state["n_valid"])
@@ -246,23 +254,23 @@ class EegQuality:
         return f, ok, new
 
     def _bands(self, y: np.ndarray, zi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(t, B, c)`` band signals of ``y`` (t, c) and the new filter states.
+        """``(t, B, c)`` band signals of ``y`` (t, c) and the new filter states (``zi`` is not modified).
 
         ``scipy.signal.sosfilt``'s core is called directly when available (the same arithmetic:
         identical output); the public function's checks and axis moves cost most of a call on
         the short chunks the service passes, four bands each."""
         if not len(y):
             return np.zeros((0, len(self.sos), y.shape[1])), zi
-        if _sosfilt_core is None:
+        if sosfilt_core is None:
             out, new = [], np.empty_like(zi)
             for i, sos in enumerate(self.sos):
                 b, new[i] = sps.sosfilt(sos, y, axis=0, zi=zi[i])
                 out.append(b)
             return np.stack(out, axis=1), new
         xs = np.repeat(np.ascontiguousarray(y.T, np.float64)[None], len(self.sos), axis=0)  # (B, c, t)
-        z = np.ascontiguousarray(zi.transpose(0, 3, 1, 2), np.float64)               # (B, c, S, 2)
+        z = np.array(zi.transpose(0, 3, 1, 2), np.float64, order="C")    # (B, c, S, 2), always a copy
         for i in range(len(self.sos)):
-            _sosfilt_core(self.sos[i], xs[i], z[i])                                   # in place
+            sosfilt_core(self.sos[i], xs[i], z[i])                                   # in place
         return xs.transpose(2, 0, 1), z.transpose(0, 2, 3, 1)
 
     def _relative(self, q: np.ndarray, valid: np.ndarray, level: np.ndarray, spread: np.ndarray,
@@ -279,24 +287,37 @@ class EegQuality:
         z : (n, Q, c) the same over the spread, clipped to +-REL_CLIP
         ok : (n, c) bool; level, spread : (Q, c); n_valid : (c,)
         """
-        level, spread, n_valid = level.copy(), spread.copy(), n_valid.copy()
-        rel, z = np.zeros_like(q), np.zeros_like(q)
-        ok = np.zeros(valid.shape, bool)
-        for i in range(len(q)):
-            v = valid[i]                                                          # (c,)
-            warm = n_valid >= WARMUP_TOKENS
-            ok[i] = v & warm
-            d = q[i] - level                                                      # (Q, c)
-            rel[i] = np.clip(d, -REL_CLIP, REL_CLIP)
-            z[i] = np.clip(d / np.maximum(spread, SPREAD_FLOOR), -REL_CLIP, REL_CLIP)
-            rate = np.where(v, np.maximum(1.0 / (n_valid + 1.0), self.alpha), 0.0)  # (c,) level rate
-            step = np.where(warm, np.clip(d, -STEP_CLIP, STEP_CLIP), d)
-            level += rate * step
+        level, spread = level.copy(), spread.copy()
+        if np.count_nonzero(valid) == valid.size and np.minimum.reduce(n_valid, initial=self.steady) >= self.steady:
+            # the steady state (every channel valid and past ``steady`` tokens): every rate is alpha
+            warm, ok = None, valid.copy()
+            rate = rate_s = (self.alpha,) * len(q)
+        else:
+            # the valid tokens each channel has seen before each token (n, c), and what depends on them
+            seen = n_valid + (np.cumsum(valid, axis=0) - valid)
+            warm = seen >= WARMUP_TOKENS
+            ok = valid & warm
+            rate = np.where(valid, np.maximum(1.0 / (seen + 1.0), self.alpha), 0.0)        # (n, c) level rate
             # the spread from the second valid token on (the first has no level to deviate from)
-            rate_s = np.where(v & (n_valid > 0), np.maximum(1.0 / np.maximum(n_valid, 1), self.alpha), 0.0)
-            spread += rate_s * (np.minimum(np.abs(d), SPREAD_CLIP) - spread)
-            n_valid += v
-        return rel, z, ok, level, spread, n_valid
+            rate_s = np.where(valid & (seen > 0), np.maximum(1.0 / np.maximum(seen, 1), self.alpha), 0.0)
+        d, floor = np.empty_like(q), np.empty_like(q)     # per token: deviation, the spread it is divided by
+        for i in range(len(q)):
+            np.subtract(q[i], level, out=d[i])                                    # (Q, c)
+            np.maximum(spread, SPREAD_FLOOR, out=floor[i])
+            step = _clip(d[i], STEP_CLIP)                 # a warmed-up level moves by at most STEP_CLIP
+            if warm is not None and not warm[i].all():
+                step = np.where(warm[i], step, d[i])
+            level += rate[i] * step
+            spread += rate_s[i] * (np.minimum(np.abs(d[i]), SPREAD_CLIP) - spread)
+        n_valid = n_valid.copy()
+        n_valid += valid.sum(axis=0)
+        # (clipped, and divided by the spread, all tokens at once: the same arithmetic per element)
+        return _clip(d, REL_CLIP), _clip(d / floor, REL_CLIP), ok, level, spread, n_valid
+
+
+def _clip(a: np.ndarray, limit: float) -> np.ndarray:
+    """``numpy.clip(a, -limit, limit)`` (the same values, NaN kept) without its wrapper."""
+    return np.minimum(np.maximum(a, -limit), limit)
 
 
 def token_probability(weights: EegQualityWeights, f: np.ndarray, ok: np.ndarray) -> np.ndarray:
@@ -316,11 +337,33 @@ def token_probability(weights: EegQualityWeights, f: np.ndarray, ok: np.ndarray)
     n, c, _ = f.shape
     if n == 0 or c == 0:
         return np.zeros(n)
-    logit = np.where(ok, weights.logit(f.reshape(n * c, -1)).reshape(n, c), -np.inf).max(axis=1)  # (n,)
+    logits = weights.logit(f.reshape(n * c, -1)).reshape(n, c)                  # (n, c)
+    if np.count_nonzero(ok) == ok.size:  # every channel counts (the usual case): the same arithmetic
+        return _sigmoid(np.maximum.reduce(logits, axis=1) - _penalty(weights.channel_penalty, n, c))
+    logit = np.maximum.reduce(np.where(ok, logits, -np.inf), axis=1)            # (n,)
     k = ok.sum(axis=1)
     logit = logit - weights.channel_penalty * np.sqrt(2.0 * np.log(np.maximum(k, 1)))
     with np.errstate(over="ignore"):
         return np.where(k > 0, 1.0 / (1.0 + np.exp(-np.where(k > 0, logit, 0.0))), 0.0)
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    """``1 / (1 + exp(-z))``; ``exp`` overflows to inf (silenced: the probability is 0) only below
+    about -709, so ``numpy.errstate``, whose cost is that of the rest, is entered only then."""
+    if np.minimum.reduce(z, initial=0.0) > -700.0:
+        return 1.0 / (1.0 + np.exp(-z))
+    with np.errstate(over="ignore"):
+        return 1.0 / (1.0 + np.exp(-z))
+
+
+@functools.lru_cache(maxsize=64)
+def _penalty(channel_penalty: float, n: int, c: int) -> np.ndarray:
+    """``(n,)`` the channel count penalty of :func:`token_probability` for ``n`` tokens of ``c``
+    valid channels each (computed as there, on the same arrays: the same bits; read-only)."""
+    k = np.full(n, c, np.int_)                                                    # as ok.sum(axis=1)
+    out = channel_penalty * np.sqrt(2.0 * np.log(np.maximum(k, 1)))
+    out.flags.writeable = False
+    return out
 
 
 def _token_quantities(blocks: np.ndarray, prev: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -343,13 +386,16 @@ def _token_quantities(blocks: np.ndarray, prev: np.ndarray) -> tuple[np.ndarray,
     if n == 0:
         return np.zeros((0, len(QUANTITIES), c)), np.zeros((0, c))
     x = blocks[:, :, 0]                                                           # (n, P, c)
+    # np.add.reduce(., axis) / P is np.mean's own arithmetic, without its wrapper: the same bits.
+    # The layouts of the arrays summed (which set the order of the sums) are left as they were.
     before = np.concatenate([np.asarray(prev, np.float64)[None], x[:-1, -1]])    # (n, c) sample before each token
-    d = np.abs(np.diff(np.concatenate([before[:, None], x], axis=1), axis=1))     # (n, P, c)
-    power = np.mean(np.square(blocks), axis=1)                                    # (n, 1 + B, c)
+    xp = np.concatenate([before[:, None], x], axis=1)                            # (n, 1 + P, c)
+    d = np.abs(xp[:, 1:] - xp[:, :-1])                                            # (n, P, c), as np.diff
+    power = np.add.reduce(np.square(blocks), axis=1) / P                          # (n, 1 + B, c)
     q = np.concatenate([np.log(power + POWER_FLOOR_UV2),
-                        np.log(d.max(axis=1) + DIFF_FLOOR_UV)[:, None],
-                        np.log(d.mean(axis=1) + DIFF_FLOOR_UV)[:, None]], axis=1)
-    xc2 = np.square(x - x.mean(axis=1, keepdims=True))                          # (n, P, c)
-    m2 = np.mean(xc2, axis=1) + POWER_FLOOR_UV2                                   # (n, c)
-    m4 = np.mean(np.square(xc2), axis=1) + POWER_FLOOR_UV2 ** 2
+                        np.log(np.maximum.reduce(d, axis=1) + DIFF_FLOOR_UV)[:, None],
+                        np.log(np.add.reduce(d, axis=1) / P + DIFF_FLOOR_UV)[:, None]], axis=1)
+    xc2 = np.square(x - np.add.reduce(x, axis=1, keepdims=True) / P)             # (n, P, c)
+    m2 = np.add.reduce(xc2, axis=1) / P + POWER_FLOOR_UV2                         # (n, c)
+    m4 = np.add.reduce(np.square(xc2), axis=1) / P + POWER_FLOOR_UV2 ** 2
     return q, np.log(m4 / np.square(m2))

@@ -54,10 +54,17 @@ def flat_samples(x: np.ndarray, last: np.ndarray, run: np.ndarray, n_flat: int, 
     n = len(x)
     if n == 0:
         return np.zeros(x.shape, bool), np.asarray(last, np.float64).copy(), np.asarray(run, np.int64).copy()
-    prev = np.vstack([np.asarray(last, np.float64)[None], x[:-1]])
-    same = np.abs(x - prev) <= tol                                      # (n, L); NaN is never the same
-    length = np.where(np.isfinite(x), run_lengths(same, run), 0)        # (n, L) run length at each sample
-    return length >= n_flat, x[-1].copy(), length[-1].astype(np.int64)
+    d = np.empty(x.shape)                                               # (n, L) |change from the sample before|
+    np.subtract(x[0], np.asarray(last, np.float64), out=d[0])
+    np.subtract(x[1:], x[:-1], out=d[1:])
+    same = np.abs(d, out=d) <= tol                                      # NaN is never the same
+    finite = np.isfinite(x)
+    if not np.count_nonzero(same):              # every sample starts a run (most chunks of a live lead)
+        length = finite.astype(np.int64)
+    else:
+        length = run_lengths(same, run)                                 # (n, L) run length at each sample
+        length[~finite] = 0
+    return length >= n_flat, x[-1].copy(), length[-1].copy()
 
 
 def run_lengths(same: np.ndarray, carried: np.ndarray) -> np.ndarray:
@@ -76,6 +83,9 @@ def run_lengths(same: np.ndarray, carried: np.ndarray) -> np.ndarray:
         ``(n, L)`` int64: 1 where a run starts, one more than the sample before where it goes on.
     """
     idx = np.arange(len(same), dtype=np.int64)[:, None]
-    starts = np.where(same, np.iinfo(np.int64).min, idx)                # a new run starts here
-    start = np.maximum.accumulate(np.vstack([-np.asarray(carried, np.int64)[None], starts]))[1:]
-    return idx - start + 1
+    start = np.where(same, np.iinfo(np.int64).min, idx)                 # a new run starts here, (n, L)
+    if len(start):                              # the run carried into the chunk started at -carried
+        np.maximum(start[0], -np.asarray(carried, np.int64), out=start[0])
+    np.maximum.accumulate(start, axis=0, out=start)                     # where each sample's run started
+    np.subtract(idx + 1, start, out=start)
+    return start

@@ -59,24 +59,30 @@ class Quality:
         t = len(x)
         if t == 0:
             return [], state
-        idx = first + np.arange(t, dtype=np.int64)[:, None]                       # (t, 1)
         missing = ~np.isfinite(x)                                                 # (t, c)
-        saturated = ~missing & (np.abs(x) > self.limit)
-        bad = missing | saturated
+        over = np.abs(x) > self.limit
+        bad = missing | over                                                      # missing or saturated
         if leads_off is not None:
             bad = bad | leads_off[:, None]
-        prev = np.vstack([state.last[None], x[:-1]])
-        same = (x == prev) & ~bad                                                 # (t, c)
-        run_start = np.maximum.accumulate(np.vstack([state.run_start[None], np.where(same, -1, idx)]))[1:]
-        prev_bad = np.vstack([(state.bad_start >= 0)[None], bad[:-1]])
-        bad_start = np.maximum.accumulate(
-            np.vstack([state.bad_start[None], np.where(bad & ~prev_bad, idx, -1)]))[1:]
+        same = _continues(x, state.last)                                          # (t, c)
+        if np.count_nonzero(bad):                                                 # (cheaper than .any())
+            same &= ~bad
+        elif not self._may_be_flat(first, t, state):   # fast path: no sample can be lost in this chunk
+            starts = np.where(same, -1, np.arange(first, first + t, dtype=np.int64)[:, None]).max(axis=0)
+            return [], QualityState(x[-1].astype(np.float32), np.maximum(state.run_start, starts),
+                                    np.full(x.shape[1], -1, np.int64))
+        idx = first + np.arange(t, dtype=np.int64)[:, None]                       # (t, 1)
+        run_start = _carried_max(np.where(same, -1, idx), state.run_start)
+        prev_bad = np.empty_like(bad)                                             # (t, c) the sample before was bad
+        prev_bad[0], prev_bad[1:] = state.bad_start >= 0, bad[:-1]
+        bad_start = _carried_max(np.where(bad & ~prev_bad, idx, -1), state.bad_start)
         flat = same & (idx - run_start + 1 >= self.flat_n)
         since = np.where(bad, bad_start, np.where(flat, run_start, NONE)).max(axis=1)  # (t,)
         lost = since != NONE
         new = QualityState(x[-1].astype(np.float32), run_start[-1].copy(), np.where(bad[-1], bad_start[-1], -1))
         if not lost.any():
             return [], new
+        saturated = ~missing & over
         cause = (np.where(missing, MISSING, 0) | np.where(saturated, SATURATED, 0)
                  | np.where(flat, FLAT, 0)).astype(np.int64)                      # (t, c)
         cause = np.bitwise_or.reduce(cause, axis=1)
@@ -87,3 +93,22 @@ class Quality:
         causes = [int(np.bitwise_or.reduce(cause[a:b])) for a, b in zip(starts, ends)]
         return [(first + int(a), first + int(b), int(since[a]), c)
                 for a, b, c in zip(starts, ends, causes)], new
+
+    def _may_be_flat(self, first: int, t: int, state: QualityState) -> bool:
+        """Whether a run of ``flat_n`` identical values may end in the chunk ``[first, first + t)``:
+        the longest it can reach is from the earliest carried run start to the chunk's last sample."""
+        return first + t - int(state.run_start.min(initial=first)) >= self.flat_n
+
+
+def _continues(x: np.ndarray, last: np.ndarray) -> np.ndarray:
+    """``(t, c)`` bool: each sample of ``x`` equals the one before it (``last`` before the first)."""
+    same = np.empty(x.shape, bool)
+    np.equal(x[0], last, out=same[0])
+    np.equal(x[1:], x[:-1], out=same[1:])
+    return same
+
+
+def _carried_max(v: np.ndarray, carried: np.ndarray) -> np.ndarray:
+    """Running maximum of ``v`` (t, c) down its rows, starting from ``carried`` (c,); ``v`` is reused."""
+    np.maximum(v[0], carried, out=v[0])
+    return np.maximum.accumulate(v, axis=0, out=v)
