@@ -264,9 +264,9 @@ def _unpack(state: dict[str, np.ndarray]) -> dict:
     """The state as Python values (lists and scalars) to work on."""
     st = {k: int(state[k]) for k in ("last_beat", *RULE_KEYS)}
     st["last_ectopic"] = bool(state["last_ectopic"])
-    st["rr"] = [float(v) for v in state["rr"]]
-    st["ectopic"] = [bool(v) for v in state["ectopic"]]
-    st["recent"] = [int(v) for v in state["recent"]]
+    st["rr"] = np.asarray(state["rr"], np.float64).tolist()
+    st["ectopic"] = np.asarray(state["ectopic"], bool).tolist()
+    st["recent"] = np.asarray(state["recent"], np.int64).tolist()
     return st
 
 

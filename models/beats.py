@@ -51,14 +51,16 @@ classified once its window has arrived, so it may wait one call).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.signal import butter, sosfilt, sosfilt_zi
+from scipy.signal import butter, sosfilt_zi
 
 from models.flatline import FLAT_LEAD_S, flat_samples
 from models.mlp import TanhMLP, load_weights_file
+from models.small_arrays import median_of_few, sos_filter
 
 BAND_HZ = (1.0, 30.0)      # morphology band, Hz
 PRE_S, POST_S = 0.10, 0.16  # beat window around the beat's sample, s
@@ -108,6 +110,11 @@ WEIGHTS_FILE = Path(__file__).resolve().parent / "checkpoints" / "vigil-beats.js
 
 LEAD_FEATURES = ("corr_dominant", "log_amplitude_ratio", "width_s", "width_excess_s", "is_dominant")
 FEATURES = tuple(f"{f}_{lead}" for lead in ("a", "b") for f in LEAD_FEATURES) + ("rr_s", "rr_ratio")
+_DOMINANT = [FEATURES.index("is_dominant_a"), FEATURES.index("is_dominant_b")]   # (run_inputs)
+# State arrays process() changes in place, so it copies them (the caller's state is not modified);
+# it replaces the others whole.
+_IN_PLACE = ("zi", "prev_valid", "templates", "counts", "widths", "hist_seg")
+_FILTER_STATE = ("zi", "prev_valid", "flat_last", "flat_run")   # what _filter reads and updates
 
 
 @dataclass
@@ -201,6 +208,8 @@ class BeatClassifier:
         self.keep = round(BUFFER_S * self.fs) + self.pre + self.lag
         self.flat_n = round(FLAT_LEAD_S * self.fs)
         self.gate_pre, self.gate_post = round(GATE_PRE_S * self.fs), round(GATE_POST_S * self.fs)
+        self._state_keys = tuple(self.initial_state())
+        self._last_filter = None   # (inputs, outputs) of the last _filter call, see there
 
     # ------------------------------------------------------------------ state
     def initial_state(self) -> dict[str, np.ndarray]:
@@ -267,8 +276,9 @@ class BeatClassifier:
         events : list of RunEvent
         state : dict
         """
-        st = self.initial_state()                          # (keys a snapshot from before lacks keep their
-        st.update({k: np.array(v, copy=True) for k, v in state.items() if k in st})   # initial values)
+        if not all(k in state for k in self._state_keys):   # keys a snapshot from before lacks keep their
+            state = {**self.initial_state(), **state}        # initial values
+        st = {k: np.array(state[k], copy=True) if k in _IN_PLACE else np.asarray(state[k]) for k in self._state_keys}
         x = np.asarray(x, np.float64)
         if x.ndim == 1:
             x = x[:, None]
@@ -306,7 +316,24 @@ class BeatClassifier:
     # ------------------------------------------------------------------ parts
     def _filter(self, x: np.ndarray, st: dict) -> np.ndarray:
         """Band-pass each lead over its valid runs; nan where missing or flat (a lead that holds
-        one value, :mod:`models.flatline`). ``(n, L)``."""
+        one value, :mod:`models.flatline`). ``(n, L)`` (read-only).
+
+        The last call's inputs and results are kept: a session's two classifiers (the second
+        lead's, :mod:`models.vt_leads`) are given the same chunks, and their filters are in the
+        same state, so the second takes the first's results instead of filtering again (the
+        same inputs give the same bits; any difference, down to the bytes, filters anew)."""
+        key = (x.shape, x.tobytes(), *(_bytes_of(st[k]) for k in _FILTER_STATE))
+        if self._last_filter is not None and self._last_filter[0] == key:
+            y, after = self._last_filter[1]
+            st.update({k: v.copy() for k, v in after.items()})
+            return y
+        y = self._filter_chunk(x, st)
+        y.flags.writeable = False
+        self._last_filter = (key, (y, {k: st[k].copy() for k in _FILTER_STATE}))
+        return y
+
+    def _filter_chunk(self, x: np.ndarray, st: dict) -> np.ndarray:
+        """:meth:`_filter`'s computation."""
         y = np.full(x.shape, np.nan)
         finite = np.isfinite(x) & (np.abs(x) < 1e15)
         flat, st["flat_last"], st["flat_run"] = flat_samples(np.where(finite, x, np.nan), st["flat_last"],
@@ -316,8 +343,11 @@ class BeatClassifier:
             if not v.any():
                 st["prev_valid"][j] = False
                 continue
-            edges = np.flatnonzero(np.diff(v.astype(np.int8))) + 1
-            starts, stops = np.concatenate(([0], edges)), np.concatenate((edges, [len(v)]))
+            if v.all():                                  # the usual chunk: one valid run
+                starts, stops = (0,), (len(v),)
+            else:
+                edges = (np.flatnonzero(np.diff(v.astype(np.int8))) + 1).tolist()
+                starts, stops = [0, *edges], [*edges, len(v)]
             zi = st["zi"][j]
             for i0, i1 in zip(starts, stops):
                 if not v[i0]:
@@ -325,7 +355,7 @@ class BeatClassifier:
                 seg = x[i0:i1, j]
                 if i0 > 0 or not st["prev_valid"][j]:
                     zi = self.zi_unit * seg[0]
-                y[i0:i1, j], zi = sosfilt(self.sos, seg, zi=zi)
+                y[i0:i1, j], zi = sos_filter(self.sos, seg, zi)
             st["zi"][j] = zi
             st["prev_valid"][j] = bool(v[-1])
         return y
@@ -339,18 +369,20 @@ class BeatClassifier:
         The left-out lead's templates wait for it to come back."""
         lo = b - self.pre - self.lag - buf_start
         hi = b + self.post + self.lag + 1 - buf_start
-        valid = np.isfinite(buf[lo:hi]).all(axis=0) if 0 <= lo and hi <= len(buf) else np.zeros(1, bool)
-        if not valid.any():
+        window = buf[lo:hi]
+        leads = _finite_columns(window) if 0 <= lo and hi <= len(buf) else []
+        if not leads:
             st["last_beat"], st["rr"] = np.asarray(-1, np.int64), np.zeros(0)
             return None
         feats, sims = [], []
         hist = st["hist_seg"]
-        for j in np.flatnonzero(valid).tolist():
-            segs = buf[lo:hi, j][self.window_index]
-            segs = segs - np.median(segs, axis=1, keepdims=True)
+        for j in leads:
+            segs = window[:, j][self.window_index]
+            segs = segs - _row_medians(segs)
             lead, seg = self._lead(segs, st, j)
             feats.append(lead)
-            sims.append((_corr(seg, hist[0, j]), _corr(seg, hist[1, j])))
+            norm = _norm(seg)
+            sims.append((_corr(seg, norm, hist[0, j]), _corr(seg, norm, hist[1, j])))
             hist[1, j], hist[0, j] = hist[0, j], seg
         if len(feats) == 1:
             feats.append(feats[0])
@@ -360,7 +392,7 @@ class BeatClassifier:
         rr_hist = st["rr"]
         if last >= 0:
             rr = (b - last) / self.fs
-            ratio = rr / float(np.median(rr_hist)) if len(rr_hist) else 1.0
+            ratio = rr / median_of_few(rr_hist.tolist()) if len(rr_hist) else 1.0
             st["rr"] = np.concatenate([rr_hist, [rr]])[-RR_KEEP:]
         else:
             rr, ratio = np.nan, np.nan
@@ -371,17 +403,18 @@ class BeatClassifier:
         """One lead's features from the beat's windows ``segs`` (lags, W), and the best-aligned
         window (W,); updates the templates."""
         T, cnt, wid = st["templates"][j], st["counts"][j], st["widths"][j]
-        nrm = np.linalg.norm(segs, axis=1) + 1e-12
+        nrm = _row_norms(segs) + 1e-12
         used = int((cnt > 0).sum())
         if used:
-            C = (segs @ T[:used].T) / (nrm[:, None] * (np.linalg.norm(T[:used], axis=1)[None] + 1e-12))
-            li, ti = np.unravel_index(int(np.argmax(C)), C.shape)
+            C = (segs @ T[:used].T) / (nrm[:, None] * (_row_norms(T[:used])[None] + 1e-12))
+            li, ti = divmod(int(np.argmax(C)), C.shape[1])
             best = float(C[li, ti])
         else:
             li, ti, best = len(self.lags) // 2, -1, -1.0
         seg = segs[li]
-        slope = np.abs(np.diff(seg))
-        above = np.flatnonzero(slope > 0.25 * slope.max()) if slope.max() > 0 else np.zeros(0, int)
+        slope = np.abs(seg[1:] - seg[:-1])                # (np.diff)
+        top = slope.max()
+        above = np.flatnonzero(slope > 0.25 * top) if top > 0 else np.zeros(0, int)
         w = (above[-1] - above[0]) / self.fs if len(above) else 0.0
         cnt *= DECAY
         if best >= MATCH:
@@ -393,8 +426,8 @@ class BeatClassifier:
             m = used if used < N_TEMPLATES else int(np.argmin(cnt))
             T[m], wid[m], cnt[m] = seg, w, 1.0
         dom = int(np.argmax(cnt))
-        cd = float(np.max((segs @ T[dom]) / (nrm * (np.linalg.norm(T[dom]) + 1e-12))))
-        amp = float(np.log((np.ptp(seg) + 1e-12) / (np.ptp(T[dom]) + 1e-12)))
+        cd = float(np.max((segs @ T[dom]) / (nrm * (_norm(T[dom]) + 1e-12))))
+        amp = float(np.log((seg.max() - seg.min() + 1e-12) / (T[dom].max() - T[dom].min() + 1e-12)))   # (np.ptp)
         return [cd, amp, w, w - float(wid[dom]), float(m == dom)], seg
 
     @staticmethod
@@ -402,7 +435,7 @@ class BeatClassifier:
         """What the run rule uses of a classified beat besides its probability: its correlations
         with the beat before (leads a, b) and two before (a, b), nan when there was none, and
         whether it matched the dominant template on lead a and on lead b. ``(6,)``."""
-        return np.concatenate([sims, [f[FEATURES.index("is_dominant_a")], f[FEATURES.index("is_dominant_b")]]])
+        return np.concatenate([sims, f[_DOMINANT]])
 
     def run_step(self, st: dict, b: int, p: float, info: np.ndarray, events: list[RunEvent],
                  threshold: float | None, vt: float = 0.0) -> None:
@@ -411,9 +444,9 @@ class BeatClassifier:
         the network: at ``GATE_VT`` p >= ``GATE_P`` (or the threshold, if lower) makes the beat
         ventricular, at ``STRONG_VT`` the beat's run needs no likeness)."""
         thr = threshold if threshold is not None else (self.weights.threshold if self.weights is not None else 0.5)
-        vt = float(np.nan_to_num(vt, nan=0.0))
+        vt = _nan_to_zero(float(vt))
         is_v = p >= thr or (vt >= GATE_VT and p >= min(GATE_P, thr))
-        if np.isfinite(p):
+        if math.isfinite(p):
             row = np.concatenate([[p, float(not (info[4] == 1 and info[5] == 1))], info[:4]])
             st["alt_beats"] = np.concatenate([st["alt_beats"], [b]])[-ALT_BEATS:]
             st["alt_info"] = np.concatenate([st["alt_info"], row[None]])[-ALT_BEATS:]
@@ -487,11 +520,57 @@ class BeatClassifier:
         return float(np.median(np.minimum(sims[1:, 0], sims[1:, 1]))) <= ALT_UNLIKE
 
 
-def _corr(a: np.ndarray, b: np.ndarray) -> float:
-    """Correlation (uncentred cosine) of two windows; nan when ``b`` is empty (no beat yet)."""
+def _corr(a: np.ndarray, norm_a: np.float64, b: np.ndarray) -> float:
+    """Correlation (uncentred cosine) of two windows (``norm_a``: ``_norm(a)``); nan when ``b`` is
+    empty (no beat yet)."""
     if not b.any():
         return float("nan")
-    return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
+    return float(np.dot(a, b) / (norm_a * _norm(b) + 1e-12))
+
+
+# Exact shortcuts for the per-beat arithmetic: numpy's public functions give the same bits through
+# more checks than the arithmetic costs on one beat's windows (the same operations in the same order).
+
+def _finite_columns(a: np.ndarray) -> list[int]:
+    """The columns of ``a`` (n, L) whose values are all finite (usually all of them: one check)."""
+    finite = np.isfinite(a)
+    if finite.all():
+        return list(range(a.shape[1]))
+    return np.flatnonzero(finite.all(axis=0)).tolist()
+
+
+def _norm(v: np.ndarray) -> np.float64:
+    """``np.linalg.norm(v)`` of a 1-d float64 array (its own computation: the square root of
+    ``v.dot(v)``)."""
+    return np.sqrt(v.dot(v))
+
+
+def _row_norms(a: np.ndarray) -> np.ndarray:
+    """``np.linalg.norm(a, axis=1)`` of a 2-d float64 array (its own computation: the square root
+    of the summed squares, ``np.add.reduce``)."""
+    return np.sqrt(np.add.reduce(a * a, axis=1))
+
+
+def _row_medians(a: np.ndarray) -> np.ndarray:
+    """``np.median(a, axis=1, keepdims=True)`` of a 2-d float64 array without NaN: its own
+    computation (the same partition, then the mean of the middle one or two values) without its
+    NaN checks and dispatch."""
+    w = a.shape[1]
+    kth = [w // 2 - 1, w // 2, -1] if w % 2 == 0 else [w // 2, -1]   # (-1: np.median's NaN check)
+    middle = np.partition(a, kth, axis=1)[:, (w - 1) // 2: w // 2 + 1]
+    return np.add.reduce(middle, axis=1, keepdims=True) / middle.shape[1]
+
+
+def _bytes_of(a: np.ndarray) -> tuple:
+    """An array's type, shape and bytes: equal exactly when the arrays are identical bit for bit."""
+    return a.dtype.str, a.shape, a.tobytes()
+
+
+def _nan_to_zero(v: float) -> float:
+    """``float(np.nan_to_num(v, nan=0.0))`` of a float (infinities become the largest floats)."""
+    if math.isnan(v):
+        return 0.0
+    return v if not math.isinf(v) else math.copysign(np.finfo(np.float64).max, v)
 
 
 def load_weights(path: str | Path = WEIGHTS_FILE) -> BeatWeights | None:

@@ -50,9 +50,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.ndimage import maximum_filter1d
-from scipy.signal import butter, group_delay, lfilter, sos2tf, sosfilt, sosfilt_zi
+from scipy.signal import butter, group_delay, sos2tf, sosfilt_zi
 
 from models.flatline import FLAT_LEAD_S, flat_samples
+from models.small_arrays import fir_filter, median_of_few, sos_filter
 
 # --- CinC 2015 conditions (DESIGN §3) --------------------------------------------------------
 ASYSTOLE_S = 4.0            # s without a QRS
@@ -81,6 +82,7 @@ GAP_BLOCK = 1 << 16         # a gap between chunks is filled with missing sample
 MAX_ABS = 1e15              # larger finite values are treated as missing (state stays finite)
 
 EVENT_KINDS = ("asystole", "bradycardia", "tachycardia")
+_NEVER = int(np.iinfo(np.int64).max)   # a timer that is not armed
 
 
 @dataclass
@@ -147,15 +149,20 @@ _INT_FIELDS = (
 _FLOAT_FIELDS = ("spk", "npk", "last_slope", "flat_last")
 
 
+_IN_PLACE = ("pend", "learn", "rr", "run")   # the arrays the decisions change in place; the others
+                                              # are replaced whole, so they are not copied
+
+
 class _S:
-    """Mutable view of the state dict (scalars as attributes, arrays shared)."""
+    """Mutable view of the state dict (scalars as attributes, arrays copied where they are changed
+    in place: the caller's state is not modified)."""
 
     def __init__(self, state: dict[str, np.ndarray]):
         for k in _INT_FIELDS:
             setattr(self, k, int(state[k]))
         for k in _FLOAT_FIELDS:
             setattr(self, k, float(state[k]))
-        self.arrays = {k: np.array(v, copy=True) for k, v in state.items()
+        self.arrays = {k: np.array(v, copy=True) if k in _IN_PLACE else np.asarray(v) for k, v in state.items()
                        if k not in _INT_FIELDS and k not in _FLOAT_FIELDS}
 
     def to_dict(self) -> dict[str, np.ndarray]:
@@ -246,12 +253,14 @@ class RhythmMonitor:
         |derivative|; 0 on missing samples.
         """
         n = len(x)
-        m, a, d = np.zeros(n), np.zeros(n), np.zeros(n)
         if n == 0:
-            return m, a, d
-        edges = np.flatnonzero(np.diff(valid.astype(np.int8))) + 1
-        starts = np.concatenate(([0], edges))
-        stops = np.concatenate((edges, [n]))
+            return np.zeros(0), np.zeros(0), np.zeros(0)
+        if valid.all():                          # the usual chunk: one valid run
+            starts, stops = (0,), (n,)
+        else:
+            edges = (np.flatnonzero(np.diff(valid.astype(np.int8))) + 1).tolist()
+            starts, stops = [0, *edges], [*edges, n]
+        m, a, d = np.zeros(n), np.zeros(n), np.zeros(n)
         zi_bp, zi_d, zi_m = s.arrays["zi_bp"], s.arrays["zi_d"], s.arrays["zi_mwi"]
         for i0, i1 in zip(starts, stops):
             if not valid[i0]:
@@ -261,10 +270,11 @@ class RhythmMonitor:
                 zi_bp = self.zi_unit * seg[0]
                 zi_d = np.zeros_like(zi_d)
                 zi_m = np.zeros_like(zi_m)
-            y, zi_bp = sosfilt(self.sos, seg, zi=zi_bp)            # (len,) band-passed
-            dy, zi_d = lfilter(self.b_deriv, 1.0, y, zi=zi_d)
-            mi, zi_m = lfilter(self.b_mwi, 1.0, np.abs(dy), zi=zi_m)
-            m[i0:i1], a[i0:i1], d[i0:i1] = mi, np.abs(y), np.abs(dy)
+            y, zi_bp = sos_filter(self.sos, seg, zi_bp)            # (len,) band-passed
+            dy, zi_d = fir_filter(self.b_deriv, y, zi_d)           # (lfilter's arithmetic)
+            ady = np.abs(dy)
+            mi, zi_m = fir_filter(self.b_mwi, ady, zi_m)
+            m[i0:i1], a[i0:i1], d[i0:i1] = mi, np.abs(y), ady
         s.arrays.update(zi_bp=zi_bp, zi_d=zi_d, zi_mwi=zi_m)
         return m, a, d
 
@@ -343,7 +353,7 @@ class RhythmMonitor:
         if s.asys_onset >= 0:
             hr = 0.0
         elif s.n_rr:
-            hr = 60.0 * self.fs / float(np.median(ar["rr"][RR_KEEP - s.n_rr:]))
+            hr = 60.0 * self.fs / median_of_few(ar["rr"][RR_KEEP - s.n_rr:].tolist())
         else:
             hr = float("nan")
         return RhythmUpdate(np.asarray(beats, dtype=np.int64), hr, events), s.to_dict()
@@ -381,18 +391,19 @@ class RhythmMonitor:
         the samples only, so any chunking gives the same sequence.
         """
         ic = it = 0
-        big = np.iinfo(np.int64).max
+        big = _NEVER
+        cands, trans, trans_up = cands.tolist(), trans.tolist(), trans_up.tolist()   # (Python numbers: quicker)
         while True:
-            t_tr = int(trans[it]) if it < len(trans) else big
+            t_tr = trans[it] if it < len(trans) else big
             t_ln = s.learn_end if s.learn_end >= 0 else big
             t_sb = s.sb_at if s.sb_at >= 0 else big
             t_as = s.as_at if s.as_at >= 0 else big
-            t_c = int(cands[ic, 0]) if ic < len(cands) else big
+            t_c = int(cands[ic][0]) if ic < len(cands) else big
             t = min(t_tr, t_ln, t_sb, t_as, t_c)
             if t >= h1:
                 return
             if t == t_tr:
-                self._gap_edge(s, t, bool(trans_up[it]), events)
+                self._gap_edge(s, t, trans_up[it], events)
                 it += 1
             elif t == t_ln:
                 self._learnt(s, beats, events)
@@ -486,8 +497,8 @@ class RhythmMonitor:
 
     def _searchback_lag(self, s: _S) -> int:
         """1.66 mean RR (0.8 s before any RR is known), at most SEARCHBACK_MAX_S; samples."""
-        rr = s.arrays["rr"][RR_KEEP - s.n_rr:]
-        mean_rr = float(rr.mean()) if s.n_rr else RR_DEFAULT_S * self.fs
+        rr = s.arrays["rr"][RR_KEEP - s.n_rr:].tolist()
+        mean_rr = sum(rr) / s.n_rr if s.n_rr else RR_DEFAULT_S * self.fs   # (integers: as exact as rr.mean())
         return min(round(SEARCHBACK_RR * mean_rr), round(SEARCHBACK_MAX_S * self.fs))
 
     def _beat(self, s: _S, row, alpha: float, beats, events) -> None:

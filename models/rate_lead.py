@@ -79,13 +79,19 @@ class RateLead:
                                        np.asarray(st["run"], np.int64), self.flat_n)
         ok = finite & ~flat                                                   # (n, 2) carries signal
         first = ok[:, 0]
-        prev = np.r_[bool(st["ok"]), first[:-1]]
-        held = run_lengths((first == prev)[:, None], np.asarray([st["held"]]))[:, 0]   # (n,) samples the state has held
-        decisive = np.where(held >= self.switch_n, np.where(first, 0, 1), -1)
-        src = _fill_forward(decisive, int(st["src"]))                         # (n,) lead followed
-        out = np.where(src == 0, x[:, 0], np.where(ok[:, 1], x[:, 1], np.nan))
-        out[src != np.r_[int(st["src"]), src[:-1]]] = np.nan                  # a restart where it changes lead
-        st.update(src=int(src[-1]), ok=bool(first[-1]), held=int(held[-1]),
+        if int(st["src"]) == 0 and st["ok"] and first.all():
+            # the usual chunk: the first lead, followed and carrying signal throughout (what the
+            # general case below gives then: its state holds on, no switch)
+            out, src_end, held_end = x[:, 0].copy(), 0, int(st["held"]) + n
+        else:
+            prev = np.r_[bool(st["ok"]), first[:-1]]
+            held = run_lengths((first == prev)[:, None], np.asarray([st["held"]]))[:, 0]   # (n,) samples the state has held
+            decisive = np.where(held >= self.switch_n, np.where(first, 0, 1), -1)
+            src = _fill_forward(decisive, int(st["src"]))                     # (n,) lead followed
+            out = np.where(src == 0, x[:, 0], np.where(ok[:, 1], x[:, 1], np.nan))
+            out[src != np.r_[int(st["src"]), src[:-1]]] = np.nan              # a restart where it changes lead
+            src_end, held_end = int(src[-1]), int(held[-1])
+        st.update(src=src_end, ok=bool(first[-1]), held=held_end,
                   last=[float(v) if np.isfinite(v) else 0.0 for v in last], run=[int(v) for v in run])
         return out
 
