@@ -60,7 +60,7 @@ from scipy.signal import butter, sosfilt_zi
 
 from models.flatline import FLAT_LEAD_S, flat_samples
 from models.mlp import TanhMLP, load_weights_file
-from models.small_arrays import median_of_few, sos_filter
+from models.small_arrays import finite_columns, median_of_few, norm, row_medians, row_norms, sos_filter
 
 BAND_HZ = (1.0, 30.0)      # morphology band, Hz
 PRE_S, POST_S = 0.10, 0.16  # beat window around the beat's sample, s
@@ -370,7 +370,7 @@ class BeatClassifier:
         lo = b - self.pre - self.lag - buf_start
         hi = b + self.post + self.lag + 1 - buf_start
         window = buf[lo:hi]
-        leads = _finite_columns(window) if 0 <= lo and hi <= len(buf) else []
+        leads = finite_columns(window) if 0 <= lo and hi <= len(buf) else []
         if not leads:
             st["last_beat"], st["rr"] = np.asarray(-1, np.int64), np.zeros(0)
             return None
@@ -378,11 +378,11 @@ class BeatClassifier:
         hist = st["hist_seg"]
         for j in leads:
             segs = window[:, j][self.window_index]
-            segs = segs - _row_medians(segs)
+            segs = segs - row_medians(segs)
             lead, seg = self._lead(segs, st, j)
             feats.append(lead)
-            norm = _norm(seg)
-            sims.append((_corr(seg, norm, hist[0, j]), _corr(seg, norm, hist[1, j])))
+            seg_norm = norm(seg)
+            sims.append((_corr(seg, seg_norm, hist[0, j]), _corr(seg, seg_norm, hist[1, j])))
             hist[1, j], hist[0, j] = hist[0, j], seg
         if len(feats) == 1:
             feats.append(feats[0])
@@ -403,10 +403,10 @@ class BeatClassifier:
         """One lead's features from the beat's windows ``segs`` (lags, W), and the best-aligned
         window (W,); updates the templates."""
         T, cnt, wid = st["templates"][j], st["counts"][j], st["widths"][j]
-        nrm = _row_norms(segs) + 1e-12
+        nrm = row_norms(segs) + 1e-12
         used = int((cnt > 0).sum())
         if used:
-            C = (segs @ T[:used].T) / (nrm[:, None] * (_row_norms(T[:used])[None] + 1e-12))
+            C = (segs @ T[:used].T) / (nrm[:, None] * (row_norms(T[:used])[None] + 1e-12))
             li, ti = divmod(int(np.argmax(C)), C.shape[1])
             best = float(C[li, ti])
         else:
@@ -426,7 +426,7 @@ class BeatClassifier:
             m = used if used < N_TEMPLATES else int(np.argmin(cnt))
             T[m], wid[m], cnt[m] = seg, w, 1.0
         dom = int(np.argmax(cnt))
-        cd = float(np.max((segs @ T[dom]) / (nrm * (_norm(T[dom]) + 1e-12))))
+        cd = float(np.max((segs @ T[dom]) / (nrm * (norm(T[dom]) + 1e-12))))
         amp = float(np.log((seg.max() - seg.min() + 1e-12) / (T[dom].max() - T[dom].min() + 1e-12)))   # (np.ptp)
         return [cd, amp, w, w - float(wid[dom]), float(m == dom)], seg
 
@@ -521,44 +521,11 @@ class BeatClassifier:
 
 
 def _corr(a: np.ndarray, norm_a: np.float64, b: np.ndarray) -> float:
-    """Correlation (uncentred cosine) of two windows (``norm_a``: ``_norm(a)``); nan when ``b`` is
+    """Correlation (uncentred cosine) of two windows (``norm_a``: ``norm(a)``); nan when ``b`` is
     empty (no beat yet)."""
     if not b.any():
         return float("nan")
-    return float(np.dot(a, b) / (norm_a * _norm(b) + 1e-12))
-
-
-# Exact shortcuts for the per-beat arithmetic: numpy's public functions give the same bits through
-# more checks than the arithmetic costs on one beat's windows (the same operations in the same order).
-
-def _finite_columns(a: np.ndarray) -> list[int]:
-    """The columns of ``a`` (n, L) whose values are all finite (usually all of them: one check)."""
-    finite = np.isfinite(a)
-    if finite.all():
-        return list(range(a.shape[1]))
-    return np.flatnonzero(finite.all(axis=0)).tolist()
-
-
-def _norm(v: np.ndarray) -> np.float64:
-    """``np.linalg.norm(v)`` of a 1-d float64 array (its own computation: the square root of
-    ``v.dot(v)``)."""
-    return np.sqrt(v.dot(v))
-
-
-def _row_norms(a: np.ndarray) -> np.ndarray:
-    """``np.linalg.norm(a, axis=1)`` of a 2-d float64 array (its own computation: the square root
-    of the summed squares, ``np.add.reduce``)."""
-    return np.sqrt(np.add.reduce(a * a, axis=1))
-
-
-def _row_medians(a: np.ndarray) -> np.ndarray:
-    """``np.median(a, axis=1, keepdims=True)`` of a 2-d float64 array without NaN: its own
-    computation (the same partition, then the mean of the middle one or two values) without its
-    NaN checks and dispatch."""
-    w = a.shape[1]
-    kth = [w // 2 - 1, w // 2, -1] if w % 2 == 0 else [w // 2, -1]   # (-1: np.median's NaN check)
-    middle = np.partition(a, kth, axis=1)[:, (w - 1) // 2: w // 2 + 1]
-    return np.add.reduce(middle, axis=1, keepdims=True) / middle.shape[1]
+    return float(np.dot(a, b) / (norm_a * norm(b) + 1e-12))
 
 
 def _bytes_of(a: np.ndarray) -> tuple:

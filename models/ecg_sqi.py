@@ -41,6 +41,7 @@ import numpy as np
 from models.config import ModelConfig
 from models.flatline import FLAT_LEAD_S, flat_samples
 from models.mlp import load_weights_file
+from models.small_arrays import median
 from models.qrs import RhythmMonitor
 from models.rate_lead import RateLead
 
@@ -272,7 +273,7 @@ def _match(w: np.ndarray, tpl: np.ndarray, count: np.ndarray) -> float:
     n = len(w)
     if np.count_nonzero(np.isfinite(w)) < n:
         return math.nan
-    w = w - _median(w)
+    w = w - median(w)
     count *= DECAY
     used = count > 0
     n_used = np.count_nonzero(used)
@@ -298,14 +299,3 @@ def _match(w: np.ndarray, tpl: np.ndarray, count: np.ndarray) -> float:
         j = int(count.argmin())
         tpl[j], count[j] = w, 1.0
     return r
-
-
-def _median(v: np.ndarray) -> np.floating:
-    """``numpy.median`` of a finite 1-D ``v``: the same partition and mean of the middle values
-    (the same bits), without the wrapper's checks."""
-    h = len(v) // 2
-    if len(v) % 2:
-        mid = np.partition(v, [h, -1])[h:h + 1]
-    else:
-        mid = np.partition(v, [h - 1, h, -1])[h - 1:h + 1]
-    return np.add.reduce(mid) / len(mid)

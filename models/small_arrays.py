@@ -1,7 +1,7 @@
 """Exact, cheaper stand-ins for numpy and scipy calls on a streaming chunk's small arrays.
 
 The detectors (:mod:`models.qrs`, :mod:`models.beats`) and the quality heads run on chunks of
-0.25-1 s, where scipy's and numpy's per-call checks and axis moves cost more than the arithmetic.
+0.25-1 s and on single beats' windows, where scipy's and numpy's per-call checks and axis moves cost more than the arithmetic.
 Each function here gives its public counterpart's result bit for bit: the same operations in the
 same order (the service's evaluations and snapshots depend on that).
 """
@@ -48,3 +48,44 @@ def median_of_few(values: list) -> float:
     s = sorted(float(v) for v in values)
     k = len(s)
     return 0.0 + s[k // 2] if k % 2 else (0.0 + s[k // 2 - 1] + s[k // 2]) / 2.0
+
+
+def finite_columns(a: np.ndarray) -> list[int]:
+    """The columns of ``a`` (n, L) whose values are all finite (usually all of them: one check)."""
+    finite = np.isfinite(a)
+    if finite.all():
+        return list(range(a.shape[1]))
+    return np.flatnonzero(finite.all(axis=0)).tolist()
+
+
+def norm(v: np.ndarray) -> np.float64:
+    """``np.linalg.norm(v)`` of a 1-d float64 array (its own computation: the square root of
+    ``v.dot(v)``)."""
+    return np.sqrt(v.dot(v))
+
+
+def row_norms(a: np.ndarray) -> np.ndarray:
+    """``np.linalg.norm(a, axis=1)`` of a 2-d float64 array (its own computation: the square root
+    of the summed squares, ``np.add.reduce``)."""
+    return np.sqrt(np.add.reduce(a * a, axis=1))
+
+
+def row_medians(a: np.ndarray) -> np.ndarray:
+    """``np.median(a, axis=1, keepdims=True)`` of a 2-d float64 array without NaN: its own
+    computation (the same partition, then the mean of the middle one or two values) without its
+    NaN checks and dispatch."""
+    w = a.shape[1]
+    kth = [w // 2 - 1, w // 2, -1] if w % 2 == 0 else [w // 2, -1]   # (-1: np.median's NaN check)
+    middle = np.partition(a, kth, axis=1)[:, (w - 1) // 2: w // 2 + 1]
+    return np.add.reduce(middle, axis=1, keepdims=True) / middle.shape[1]
+
+
+def median(v: np.ndarray) -> np.floating:
+    """``numpy.median`` of a finite 1-D ``v``: the same partition and mean of the middle values
+    (the same bits), without the wrapper's checks."""
+    h = len(v) // 2
+    if len(v) % 2:
+        mid = np.partition(v, [h, -1])[h:h + 1]
+    else:
+        mid = np.partition(v, [h - 1, h, -1])[h - 1:h + 1]
+    return np.add.reduce(mid) / len(mid)

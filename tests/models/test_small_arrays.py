@@ -44,3 +44,23 @@ def test_fir_filter_is_lfilter_bit_for_bit(n):
 def test_median_of_few_is_np_median_bit_for_bit(values):
     got, ref = median_of_few(values), float(np.median(values))
     assert np.array([got]).tobytes() == np.array([ref]).tobytes()
+
+
+@pytest.mark.parametrize("width", [1, 2, 65, 94])
+def test_row_medians_median_and_norms_are_numpys_bit_for_bit(width):
+    from models.small_arrays import median, norm, row_medians, row_norms
+
+    a = np.random.default_rng(width).standard_normal((7, width)) * 300.0
+    assert row_medians(a).tobytes() == np.median(a, axis=1, keepdims=True).tobytes()
+    assert np.array([median(a[0])]).tobytes() == np.array([np.median(a[0])]).tobytes()
+    assert row_norms(a).tobytes() == np.linalg.norm(a, axis=1).tobytes()
+    assert np.array([norm(a[0])]).tobytes() == np.array([np.linalg.norm(a[0])]).tobytes()
+
+
+def test_finite_columns_names_the_columns_without_nan_or_inf():
+    from models.small_arrays import finite_columns
+
+    a = np.ones((5, 3))
+    assert finite_columns(a) == [0, 1, 2]
+    a[2, 1], a[4, 2] = np.nan, np.inf
+    assert finite_columns(a) == [0]
