@@ -49,7 +49,7 @@ import numpy as np
 from scipy import signal as sps
 
 from models.config import ModelConfig
-from models.mlp import TanhMLP, load_weights_file, zero_non_finite
+from models.mlp import TanhMLP, load_weights_file
 from models.small_arrays import sosfilt_core
 
 BANDS_HZ = ((None, 2.0), (2.0, 8.0), (8.0, 20.0), (20.0, None))  # Hz; None: open edge (low- / high-pass)
@@ -101,11 +101,6 @@ class EegQualityWeights(TanhMLP):
     channel_penalty: float
     hold_tokens: int
     meta: dict
-
-    def logit(self, f: np.ndarray) -> np.ndarray:
-        """``(n,)`` logits of ``(n, F)`` per-channel features (:meth:`prob` before the sigmoid)."""
-        z = zero_non_finite((np.atleast_2d(f) - self.mean) / self.scale)
-        return np.tanh(z @ self.w1 + self.b1) @ self.w2 + self.b2
 
     def to_json(self) -> dict:
         return {"features": list(FEATURES), **_constants(), **self.params_json(),

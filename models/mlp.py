@@ -43,11 +43,14 @@ class TanhMLP:
     w2: np.ndarray
     b2: float
 
+    def logit(self, f: np.ndarray) -> np.ndarray:
+        """(n,) logits from (n, F) (or (F,)) features: :meth:`prob` before the sigmoid."""
+        z = zero_non_finite((np.atleast_2d(f) - self.mean) / self.scale)
+        return np.tanh(z @ self.w1 + self.b1) @ self.w2 + self.b2
+
     def prob(self, f: np.ndarray) -> np.ndarray:
         """(n,) probability from (n, F) (or (F,)) features."""
-        z = zero_non_finite((np.atleast_2d(f) - self.mean) / self.scale)
-        h = np.tanh(z @ self.w1 + self.b1)
-        return 1.0 / (1.0 + np.exp(-(h @ self.w2 + self.b2)))
+        return 1.0 / (1.0 + np.exp(-self.logit(f)))
 
     def params_json(self) -> dict:
         """The parameters as JSON-able lists."""

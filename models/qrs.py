@@ -82,7 +82,6 @@ GAP_BLOCK = 1 << 16         # a gap between chunks is filled with missing sample
 MAX_ABS = 1e15              # larger finite values are treated as missing (state stays finite)
 
 EVENT_KINDS = ("asystole", "bradycardia", "tachycardia")
-_NEVER = int(np.iinfo(np.int64).max)   # a timer that is not armed
 
 
 @dataclass
@@ -391,7 +390,7 @@ class RhythmMonitor:
         the samples only, so any chunking gives the same sequence.
         """
         ic = it = 0
-        big = _NEVER
+        big = int(np.iinfo(np.int64).max)   # a timer that is not armed (a Python int, as the times)
         cands, trans, trans_up = cands.tolist(), trans.tolist(), trans_up.tolist()   # (Python numbers: quicker)
         while True:
             t_tr = trans[it] if it < len(trans) else big
