@@ -10,6 +10,7 @@ The split of every source is in :mod:`models.splits`.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -101,7 +102,7 @@ def _ecg_example(config, rec, track_fn, source, split, rng, label="") -> Example
 
 def load_ecg(config: ModelConfig, parts: tuple[str, ...], rng: np.random.Generator | None = None,
              cinc2017_per_class: int | None = None, root: Path | None = None,
-             progress=None) -> list[Example]:
+             progress=None, cinc2015_test: Collection[str] | None = None) -> list[Example]:
     """ECG examples of the given split parts from MIT-BIH, CinC 2017, CinC 2015 and CUDB.
 
     Parameters
@@ -115,6 +116,9 @@ def load_ecg(config: ModelConfig, parts: tuple[str, ...], rng: np.random.Generat
         At most this many CinC 2017 records per class and part (a deterministic subset).
     progress : callable, optional
         Called with a short description after each source.
+    cinc2015_test : collection of str, optional
+        CinC 2015 records held out as ``test`` (a cross-validation fold); the others are
+        ``train``. Default: the split of :func:`models.splits.cinc2015_split`.
     """
     root = Path(root) if root is not None else datasets_dir()
     out: list[Example] = []
@@ -148,7 +152,7 @@ def load_ecg(config: ModelConfig, parts: tuple[str, ...], rng: np.random.Generat
     cinc15 = root / "cinc2015"
     if cinc15.is_dir():
         alarms = ecg_data.cinc2015_alarms(cinc15)
-        split = cinc2015_split(alarms)
+        split = cinc2015_split(alarms, cinc2015_test)
         for name, is_true in alarms:
             if split[name] not in parts:
                 continue

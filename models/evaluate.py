@@ -196,6 +196,37 @@ def rhythm_episodes(x: np.ndarray, fs: float, chunk_s: float = 1.0, network_out:
     return out
 
 
+def cinc2015_vt_alarm(network: Network, path: Path) -> tuple[bool, float]:
+    """One CinC 2015 alarm record's VT decisions for the alarm at 300 s.
+
+    Parameters
+    ----------
+    network : Network
+        The ECG network, streamed over the record (its ``vt`` output gates the beat classifier).
+    path : Path
+        The record (WFDB, without extension).
+
+    Returns
+    -------
+    run : bool
+        The service's rhythm source (:func:`rhythm_episodes`, beat classifier with the network's
+        gate, fed the signal up to the alarm) has a VT run overlapping ``ALARM_WINDOW_S``.
+    score : float
+        The network's own smoothed ``vt`` probability, its largest in ``ALARM_WINDOW_S``.
+    """
+    cfg = network.config
+    det = detectors_from_meta(network.meta, cfg.labels)[VT]
+    rec = ecg_data.read_cinc2015_ecg(path)
+    out = run_offline(network, rec.signal, rec.sample_rate)
+    fs = rec.sample_rate
+    lo, hi = round(ALARM_WINDOW_S[0] * fs), round(ALARM_WINDOW_S[1] * fs)
+    vt = rhythm_episodes(rec.signal[:hi], fs, network_out=out, network=network)["vt"]
+    p = det.smooth(out.probs[:, cfg.labels.index(VT)], cfg.output_rate)
+    t = token_times(len(p), network)
+    sel = (t[:, 1] > ALARM_WINDOW_S[0]) & (t[:, 1] <= ALARM_WINDOW_S[1])
+    return any(a < hi and lo < b for a, b in vt), float(p[sel].max()) if sel.any() else 0.0
+
+
 def _mitdb_rows(network: Network, path: Path, name: str, part: str, learning_s: float) -> list[list]:
     rec = ecg_data.read_wfdb(path)
     fs, n = rec.sample_rate, rec.n_samples
@@ -335,23 +366,15 @@ def evaluate_ecg(network: Network, data: str = "datasets", root: Path | None = N
         alarms = ecg_data.cinc2015_alarms(c15)
         split = cinc2015_split(alarms)
         det = detectors_from_meta(network.meta, cfg.labels)[VT]
-        j = cfg.labels.index(VT)
         names, truth, scores, runs = [], [], [], []
         for name, is_true in alarms:
             if split[name] != TEST:
                 continue
-            rec = ecg_data.read_cinc2015_ecg(c15 / name)
-            out = run_offline(network, rec.signal, rec.sample_rate)
-            fs = rec.sample_rate
-            lo, hi = round(ALARM_WINDOW_S[0] * fs), round(ALARM_WINDOW_S[1] * fs)
-            vt = rhythm_episodes(rec.signal[:hi], fs, network_out=out, network=network)["vt"]
-            runs.append(any(a < hi and lo < b for a, b in vt))
-            p = det.smooth(out.probs[:, j], cfg.output_rate)
-            t = token_times(len(p), network)
-            sel = (t[:, 1] > ALARM_WINDOW_S[0]) & (t[:, 1] <= ALARM_WINDOW_S[1])
+            run, score = cinc2015_vt_alarm(network, c15 / name)
             names.append(name)
             truth.append(is_true)
-            scores.append(float(p[sel].max()) if sel.any() else 0.0)
+            runs.append(run)
+            scores.append(score)
         truth_a, scores_a = np.array(truth), np.array(scores)
         fixed = scores_a >= det.threshold
         cv = cv_threshold_alarms(scores_a, truth_a, np.random.default_rng(1))

@@ -9,7 +9,9 @@ ECG
   other 17 (207 holds the only ventricular flutter, 215/106 short VT runs).
 - CinC 2017: by record, a stable hash of the name: 20 % test, 10 % validation, 70 % train.
 - CinC 2015: by record, alternating within each class (true/false) in name order: half train,
-  half test (the alarm score is reported on the test half).
+  half test (the alarm score is reported on the test half). ``models/vt_cv.py`` also scores it
+  by 5-fold cross-validation over the records, retraining the network per fold
+  (:func:`cinc2015_folds`).
 - CUDB cu01: train (the only VF onset record).
 - NSTDB: ``bw`` and ``ma`` are training noise; 118e00/e12/e24 are test only.
 
@@ -28,6 +30,7 @@ EEG
 from __future__ import annotations
 
 import zlib
+from collections.abc import Collection
 
 TRAIN, VAL, TEST = "train", "val", "test"
 
@@ -59,13 +62,27 @@ def cinc2017_split(record: str) -> str:
     return TEST if u < 20 else VAL if u < 30 else TRAIN
 
 
-def cinc2015_split(alarms: list[tuple[str, bool]]) -> dict[str, str]:
-    """Record -> ``train``/``test``: alternate within each class in name order (half each)."""
+def cinc2015_split(alarms: list[tuple[str, bool]], test: Collection[str] | None = None) -> dict[str, str]:
+    """Record -> ``train``/``test``: alternate within each class in name order (half each); with
+    ``test`` (a cross-validation fold, :func:`cinc2015_folds`), those records are ``test`` and
+    every other one ``train``."""
+    if test is not None:
+        return {n: TEST if n in test else TRAIN for n, _ in alarms}
     out = {}
     for cls in (True, False):
         names = sorted(n for n, t in alarms if t == cls)
         out.update({n: TRAIN if i % 2 == 0 else TEST for i, n in enumerate(names)})
     return out
+
+
+def cinc2015_folds(alarms: list[tuple[str, bool]], k: int = 5) -> list[tuple[str, ...]]:
+    """``k`` cross-validation folds of CinC 2015 records, stratified: within each class (true,
+    false alarm) in name order, record ``i`` goes to fold ``i % k``."""
+    folds: list[list[str]] = [[] for _ in range(k)]
+    for cls in (True, False):
+        for i, n in enumerate(sorted(n for n, t in alarms if t == cls)):
+            folds[i % k].append(n)
+    return [tuple(sorted(f)) for f in folds]
 
 
 def bonn_split(segment: int) -> str:
@@ -81,15 +98,18 @@ def chbmit_split(seizure: str) -> str:
     return TEST
 
 
-def describe(modality: str) -> dict:
-    """The split as plain data, for checkpoint metadata and model cards."""
+def describe(modality: str, cinc2015_test: Collection[str] = ()) -> dict:
+    """The split as plain data, for checkpoint metadata and model cards (``cinc2015_test``: the
+    CinC 2015 records of a cross-validation fold, held out; the others trained on)."""
     if modality == "ecg":
         return {
             "unit": "record",
             "mitdb": {TEST: list(MITDB_TEST), VAL: list(MITDB_VAL),
                       TRAIN: [r for r in MITDB_ALL if r not in MITDB_TEST + MITDB_VAL]},
             "cinc2017": "by record: crc32(name) % 100 < 20 test, < 30 validation, else train",
-            "cinc2015": "by record: alternate within true/false alarms in name order; even train, odd test",
+            "cinc2015": ({TEST: sorted(cinc2015_test), TRAIN: "every other record (a cross-validation fold)"}
+                         if cinc2015_test else
+                         "by record: alternate within true/false alarms in name order; even train, odd test"),
             "cudb": {TRAIN: list(CUDB_TRAIN)},
             "nstdb": {TRAIN: list(NSTDB_TRAIN_NOISE), TEST: list(NSTDB_TEST)},
         }

@@ -74,6 +74,9 @@ class TrainSettings:
     device : str
         Torch device of the optimisation loop (``cpu``, or ``cuda`` where one exists); the
         validation step and the saved checkpoint are on the CPU either way.
+    cinc2015_test : tuple of str
+        CinC 2015 records kept out of training (a cross-validation fold, ``models/vt_cv.py``);
+        the others are trained on. Empty: the split of :mod:`models.splits` (half each).
     """
 
     modality: str
@@ -88,6 +91,7 @@ class TrainSettings:
     cinc2017_per_class: int = 800
     model: dict = field(default_factory=dict)
     device: str = "cpu"
+    cinc2015_test: tuple[str, ...] = ()
 
 
 def build_config(settings: TrainSettings) -> ModelConfig:
@@ -293,8 +297,9 @@ def load_data(settings: TrainSettings, config: ModelConfig, rng: np.random.Gener
     if settings.data != "datasets":
         raise ValueError(f"Invalid data: expected datasets or excerpts, got {settings.data!r}")
     if config.modality == "ecg":
-        train = load_ecg(config, (TRAIN,), rng, settings.cinc2017_per_class, progress=log)
-        val = load_ecg(config, (VAL,), None, settings.cinc2017_per_class, progress=log)
+        fold = settings.cinc2015_test or None
+        train = load_ecg(config, (TRAIN,), rng, settings.cinc2017_per_class, progress=log, cinc2015_test=fold)
+        val = load_ecg(config, (VAL,), None, settings.cinc2017_per_class, progress=log, cinc2015_test=fold)
         noise = load_ecg_noise(config)
     else:
         train = load_eeg(config, (TRAIN,), progress=log)
@@ -373,7 +378,7 @@ def train(settings: TrainSettings, out: str | Path | None = None, console=None) 
     n_first = max(1, min(50, len(losses) // 5))
     meta = {
         "modality": config.modality,
-        "split": describe(config.modality),
+        "split": describe(config.modality, settings.cinc2015_test),
         "data": settings.data,
         "train_records": sorted(f"{ex.source}/{ex.name}" for ex in train_ex),
         "n_train_records": _counts(train_ex),

@@ -1,0 +1,89 @@
+"""The CinC 2015 cross-validation folds (models/splits.py) and their wiring into training and
+the 5-fold VT score (models/vt_cv.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from models.splits import TEST, TRAIN, cinc2015_folds, cinc2015_split, describe
+from models.vt_cv import main, score_decisions
+
+ALARMS = [(f"v{i:03d}{'ls'[i % 2]}", i % 3 == 0) for i in range(100, 160)]
+
+
+def test_folds_are_disjoint_cover_every_record_and_are_stratified():
+    folds = cinc2015_folds(ALARMS, 5)
+    names = [n for f in folds for n in f]
+    assert sorted(names) == sorted(n for n, _ in ALARMS)            # every record once
+    truth = dict(ALARMS)
+    n_true = sum(truth.values())
+    for f in folds:
+        assert abs(sum(truth[n] for n in f) - n_true / 5) <= 1       # each class spread evenly
+        assert abs(sum(not truth[n] for n in f) - (len(ALARMS) - n_true) / 5) <= 1
+    assert cinc2015_folds(list(reversed(ALARMS)), 5) == folds        # name order, not input order
+
+
+def test_a_fold_is_the_test_part_and_the_rest_is_trained_on():
+    fold = cinc2015_folds(ALARMS, 5)[2]
+    split = cinc2015_split(ALARMS, fold)
+    assert {n for n, p in split.items() if p == TEST} == set(fold)
+    assert {n for n, p in split.items() if p == TRAIN} == {n for n, _ in ALARMS} - set(fold)
+    halves = cinc2015_split(ALARMS)                                  # the default split is unchanged
+    assert sum(p == TEST for p in halves.values()) == len(ALARMS) // 2
+    assert describe("ecg", fold)["cinc2015"][TEST] == sorted(fold)
+    assert isinstance(describe("ecg")["cinc2015"], str)
+
+
+def test_score_decisions_counts_and_scores_as_cinc_2015():
+    truth = np.array([True, True, True, False, False])
+    alarm = np.array([True, True, False, True, False])
+    d = score_decisions(truth, alarm, np.random.default_rng(0))
+    assert (d["tp"], d["fn"], d["fp"], d["tn"]) == (2, 1, 1, 1)
+    assert d["score"] == pytest.approx(100 * 3 / (3 + 1 + 5), abs=0.05)
+    assert d["ci95"][0] <= d["score"] <= d["ci95"][1]
+
+
+def test_without_the_dataset_it_says_so_and_exits_2(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("VIGIL_DATASETS", str(tmp_path))
+    assert main(["--work", str(tmp_path / "work")]) == 2
+    assert "No CinC 2015 alarms" in capsys.readouterr().out
+    assert not (tmp_path / "work").exists()
+
+
+@pytest.mark.datasets
+def test_training_data_leave_out_the_fold(tmp_path):
+    """load_ecg, given a fold, trains on every CinC 2015 record but that fold's (real records)."""
+    from models.config import ecg_config
+    from models.data import ecg as ecg_data
+    from models.data.paths import datasets_dir
+    from models.datasets import load_ecg
+
+    src = datasets_dir() / "cinc2015"
+    if not (src / "alarms.csv").exists():
+        pytest.skip(f"dataset cinc2015 not found under {datasets_dir()} (set VIGIL_DATASETS)")
+    (tmp_path / "cinc2015").symlink_to(src)                          # this source only: fast
+    alarms = ecg_data.cinc2015_alarms(src)
+    fold = cinc2015_folds(alarms, 5)[0]
+    train = load_ecg(ecg_config(), (TRAIN,), root=tmp_path, cinc2015_test=fold)
+    assert {ex.name for ex in train} == {n for n, _ in alarms} - set(fold)
+    test = load_ecg(ecg_config(), (TEST,), root=tmp_path, cinc2015_test=fold)
+    assert {ex.name for ex in test} == set(fold)
+
+
+@pytest.mark.datasets
+def test_a_checkpoint_that_is_not_the_folds_is_refused(tmp_path, capsys):
+    """A work folder holding networks trained on the default split (here the shipped one) must not
+    be scored as if they had held the fold out."""
+    import shutil
+
+    from models.checkpoint import resolve
+    from models.data.paths import datasets_dir
+    from models.vt_cv import fold_checkpoint
+
+    if not (datasets_dir() / "cinc2015" / "alarms.csv").exists():
+        pytest.skip(f"dataset cinc2015 not found under {datasets_dir()} (set VIGIL_DATASETS)")
+    for k in range(5):
+        shutil.copy(resolve("vigil-ecg"), fold_checkpoint(tmp_path, k))
+    assert main(["--work", str(tmp_path)]) == 2
+    assert "does not hold out fold 0's records" in capsys.readouterr().out
