@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from models.data.paths import DATASETS_ENV
+from models.vt_cv import SERVICE as VT_CV_SERVICE
 
 SOURCES = {
     "mitdb": "MIT-BIH Arrhythmia Database (PhysioNet mitdb 1.0.0), ODC-By 1.0",
@@ -82,7 +83,11 @@ def write_card(checkpoint: str | Path, evaluation: dict | None = None, limits: l
                   f"Command: `{evaluation.get('command', f'vigil evaluate {modality}')}`", ""]
         lines += report_markdown(evaluation)
     if evaluation is not None:
-        checks = acceptance(evaluation.get("summary", {}), modality)
+        summary = dict(evaluation.get("summary", {}))
+        cv = Path(checkpoint).with_name(f"{cfg['name']}-vt-cv.json")   # python -m models.vt_cv's report
+        if modality == "ecg" and cv.exists():
+            summary["cinc2015_vt_score_cv_retrained"] = json.loads(cv.read_text())["decisions"][VT_CV_SERVICE]["score"]
+        checks = acceptance(summary, modality)
         if checks:
             lines += ["", "## Issue 3 acceptance targets on these numbers", "",
                       "| target | measured | met |", "|---|---|---|"]
@@ -106,8 +111,10 @@ KNOWN_LIMITS = {
         "(models.augment.surrogate_lead).",
         "VF is trained on MIT-BIH 207 (flutter) and CUDB cu01 only, and not validated (no held-out VF record).",
         "Validation for the AF threshold is CinC 2017 (30-s records); MIT-BIH validation records (205, 208) have no AF.",
-        "The CinC 2015 score uses a split into halves, not the 5-fold retraining the issue asks for; the 5-fold "
-        "variant cross-validates the alarm threshold only.",
+        "The CinC 2015 score here uses a split into halves; its '5-fold CV threshold' row cross-validates the "
+        "alarm threshold only. `python -m models.vt_cv` scores the service's VT alarms by 5-fold "
+        "cross-validation over all 60 records, with the network retrained for each fold: 60.7 [45.2, 82.4] "
+        "(TP 24, FP 3, TN 27, FN 6; vigil-ecg-vt-cv.json, docs/beats.md), short of 75.",
         "The service's vt alarms come from the beat classifier (models/beats.py); the network's vt output is its "
         "gate: a beat with p >= 0.3 is ventricular when that output reaches 0.05 within 1 s before to 0.5 s after "
         "it, and where it reaches 0.3 five fast beats with p >= 0.7 are a run whether alike or not (both chosen "
@@ -158,12 +165,14 @@ def acceptance(summary: dict, modality: str) -> list[tuple[str, object, bool]]:
             check(f"AF episode +P >= 0.85 (mitdb {rec}, AF detector)", st.get("episode_ppv"), lambda v: v >= 0.85)
             check(f"AF duration +P >= 0.85 (mitdb {rec}, AF detector)", st.get("duration_ppv"), lambda v: v >= 0.85)
         check("CinC 2017 AF F1 >= 0.80", summary.get("cinc2017_f1", {}).get("A"), lambda v: v >= 0.8)
-        check("CinC 2015 VT alarm score >= 75 (network, stored VT threshold)", summary.get("cinc2015_vt_score"),
-              lambda v: v >= 75)
-        check("CinC 2015 VT alarm score >= 75 (network, threshold by 5-fold CV over test records)",
+        check("CinC 2015 VT alarm score >= 75 (network, stored VT threshold; test half)",
+              summary.get("cinc2015_vt_score"), lambda v: v >= 75)
+        check("CinC 2015 VT alarm score >= 75 (network, threshold by 5-fold CV over the test half's records)",
               summary.get("cinc2015_vt_score_cv"), lambda v: v >= 75)
-        check("CinC 2015 VT alarm score >= 75 (service: beat-classifier VT runs)",
+        check("CinC 2015 VT alarm score >= 75 (service: beat-classifier VT runs; test half)",
               summary.get("cinc2015_vt_score_beats"), lambda v: v >= 75)
+        check("CinC 2015 VT alarm score >= 75 (service, 5-fold CV over all records, network retrained per fold: "
+              "python -m models.vt_cv)", summary.get("cinc2015_vt_score_cv_retrained"), lambda v: v >= 75)
         check("VT (>= 5 beats) episode Se >= 0.80 (MIT-BIH, beat classifier, leave-one-record-out)",
               summary.get("mitdb_vt_loro_episode_se"), lambda v: v >= 0.8)
         check("noise AUROC >= 0.9 (NSTDB em, pooled)", summary.get("noise_auroc_pooled"), lambda v: v >= 0.9)

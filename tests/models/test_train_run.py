@@ -55,3 +55,21 @@ def test_checkpoint_loads_and_streams_finite_outputs(trained):
     rec = ecg_data.read_wfdb(excerpt_path("mitdb_201_af"))
     out = run_offline(net, rec.signal[:36_000], rec.sample_rate)
     assert out.probs.shape == (999, 5) and np.isfinite(out.probs).all()
+
+
+def test_card_reports_the_retrained_5_fold_vt_score_when_its_report_is_beside(trained, tmp_path):
+    import json
+    import shutil
+
+    from models.model_card import write_card
+    from models.vt_cv import SERVICE
+
+    path, _ = trained
+    ckpt = shutil.copy(path, tmp_path / "vigil-ecg.pt")
+    evaluation = {"summary": {"cinc2015_vt_score_beats": 85.3}, "tables": []}
+    card = write_card(ckpt, evaluation=evaluation).read_text()
+    assert "CinC 2015 VT alarm score >= 75 (service: beat-classifier VT runs; test half) | 85.300 | yes" in card
+    assert "retrained per fold" not in card                    # no report: no row
+    (tmp_path / "vigil-ecg-vt-cv.json").write_text(json.dumps({"decisions": {SERVICE: {"score": 60.7}}}))
+    card = write_card(ckpt, evaluation=evaluation).read_text()
+    assert "network retrained per fold: python -m models.vt_cv) | 60.700 | no" in card
