@@ -114,7 +114,7 @@ KNOWN_LIMITS = {
         "The CinC 2015 score here uses a split into halves; its '5-fold CV threshold' row cross-validates the "
         "alarm threshold only. `python -m models.vt_cv` scores the service's VT alarms by 5-fold "
         "cross-validation over all 60 records, with the network retrained for each fold: 60.7 [45.2, 82.4] "
-        "(TP 24, FP 3, TN 27, FN 6; vigil-ecg-vt-cv.json, docs/beats.md), short of 75.",
+        "(TP 24, FP 3, TN 27, FN 6; 65.0 with training seed 1; vigil-ecg-vt-cv.json, docs/beats.md), short of 75.",
         "The service's vt alarms come from the beat classifier (models/beats.py); the network's vt output is its "
         "gate: a beat with p >= 0.3 is ventricular when that output reaches 0.05 within 1 s before to 0.5 s after "
         "it, and where it reaches 0.3 five fast beats with p >= 0.7 are a run whether alike or not (both chosen "
