@@ -130,6 +130,14 @@ def bootstrap_ci(truth: np.ndarray, alarm: np.ndarray, rng: np.random.Generator,
     return float(np.nanpercentile(s, 2.5)), float(np.nanpercentile(s, 97.5))
 
 
+def alarm_decisions(truth: np.ndarray, alarm: np.ndarray, rng: np.random.Generator) -> dict:
+    """Score (1 decimal), bootstrap 95 % interval (1 decimal) and counts of alarm decisions."""
+    t, a = np.asarray(truth, bool), np.asarray(alarm, bool)
+    lo, hi = bootstrap_ci(t, a, rng)
+    return {"score": round(alarm_score(t, a), 1), "ci95": [round(lo, 1), round(hi, 1)],
+            "tp": int((t & a).sum()), "fp": int((~t & a).sum()), "tn": int((~t & ~a).sum()), "fn": int((t & ~a).sum())}
+
+
 def cv_threshold_alarms(scores: np.ndarray, truth: np.ndarray, rng: np.random.Generator, folds: int = 5) -> np.ndarray:
     """Alarm decisions where each fold's threshold maximises the score on the other folds."""
     order = rng.permutation(len(scores))
@@ -382,10 +390,8 @@ def evaluate_ecg(network: Network, data: str = "datasets", root: Path | None = N
         for what, alarm in ((f"network: stored VT threshold {det.threshold}", fixed),
                             ("network: 5-fold CV threshold", cv),
                             ("service: beat-classifier VT run in the 10 s", np.array(runs, bool))):
-            lo, hi = bootstrap_ci(truth_a, alarm, rng)
-            tp, fn = int((truth_a & alarm).sum()), int((truth_a & ~alarm).sum())
-            tn, fp = int((~truth_a & ~alarm).sum()), int((~truth_a & alarm).sum())
-            rows.append([what, round(alarm_score(truth_a, alarm), 1), f"[{lo:.1f}, {hi:.1f}]", tp, fp, tn, fn])
+            d = alarm_decisions(truth_a, alarm, rng)
+            rows.append([what, d["score"], "[{:.1f}, {:.1f}]".format(*d["ci95"]), d["tp"], d["fp"], d["tn"], d["fn"]])
         tables.append(_table(f"CinC 2015 VT alarms, test half ({len(truth)} records): score (TP+TN)/(TP+TN+FP+5FN)",
                              ["decision", "score", "bootstrap 95% CI", "TP", "FP", "TN", "FN"], rows))
         summary["cinc2015_vt_score"] = rows[0][1]

@@ -14,7 +14,8 @@ alarms on the other half only. Here every record is scored by a network that nev
    ``--steps`` optimiser steps (default: the shipped checkpoint's 1333, so that the load of the
    machine does not change the run; the clock budget is lifted). Checkpoints go to ``--work``;
    one that exists is reused, so an interrupted run resumes. ``--jobs`` trainings run at once,
-   one torch thread each (about 28 minutes each on this project's 2-core machine).
+   one torch thread each (about 10 minutes each, three at a time, on this project's 2-core
+   machine).
 3. Each fold's records are streamed through the service's rhythm source with that fold's network
    as the gate (:func:`models.evaluate.cinc2015_vt_alarm`, as in ``vigil evaluate ecg``): an
    alarm is *detected* when a VT run overlaps the 10 s before the alarm at 300 s.
@@ -66,16 +67,6 @@ def train_fold(work: str, k: int, test: tuple[str, ...], steps: int, seed: int) 
     return str(out)
 
 
-def score_decisions(truth: np.ndarray, alarm: np.ndarray, rng: np.random.Generator) -> dict:
-    """Score, bootstrap interval and counts of pooled alarm decisions."""
-    from models.evaluate import alarm_score, bootstrap_ci
-
-    lo, hi = bootstrap_ci(truth, alarm, rng)
-    return {"score": round(alarm_score(truth, alarm), 1), "ci95": [round(lo, 1), round(hi, 1)],
-            "tp": int((truth & alarm).sum()), "fp": int((~truth & alarm).sum()),
-            "tn": int((~truth & ~alarm).sum()), "fn": int((truth & ~alarm).sum())}
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m models.vt_cv", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -96,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     from models.data import ecg as ecg_data
     from models.data.paths import datasets_dir
     from models.detector import detectors_from_meta
-    from models.evaluate import cinc2015_vt_alarm
+    from models.evaluate import alarm_decisions, cinc2015_vt_alarm
     from models.labels import VT
     from models.splits import TEST, cinc2015_folds
 
@@ -150,9 +141,8 @@ def main(argv: list[str] | None = None) -> int:
                 progress.advance(task)
     truth_a = np.array(truth, bool)
     rng = np.random.default_rng(BOOTSTRAP_SEED)
-    decisions = {SERVICE: score_decisions(truth_a, np.array(runs, bool), rng),
-                 "network: its fold's stored VT threshold": score_decisions(truth_a, np.array(network_alarm, bool),
-                                                                            rng)}
+    decisions = {SERVICE: alarm_decisions(truth_a, np.array(runs, bool), rng),
+                 "network: its fold's stored VT threshold": alarm_decisions(truth_a, np.array(network_alarm), rng)}
     table = Table(title=f"CinC 2015 VT alarms, {args.folds}-fold cross-validation over {len(names)} records "
                         "(network retrained per fold): score (TP+TN)/(TP+TN+FP+5FN)")
     for c in ("decision", "score", "bootstrap 95% CI", "TP", "FP", "TN", "FN"):

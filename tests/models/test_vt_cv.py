@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from models.splits import TEST, TRAIN, cinc2015_folds, cinc2015_split, describe
-from models.vt_cv import main, score_decisions
+from models.evaluate import alarm_decisions
+from models.vt_cv import main
 
 ALARMS = [(f"v{i:03d}{'ls'[i % 2]}", i % 3 == 0) for i in range(100, 160)]
 
@@ -35,10 +36,10 @@ def test_a_fold_is_the_test_part_and_the_rest_is_trained_on():
     assert isinstance(describe("ecg")["cinc2015"], str)
 
 
-def test_score_decisions_counts_and_scores_as_cinc_2015():
+def test_alarm_decisions_count_and_score_as_cinc_2015():
     truth = np.array([True, True, True, False, False])
     alarm = np.array([True, True, False, True, False])
-    d = score_decisions(truth, alarm, np.random.default_rng(0))
+    d = alarm_decisions(truth, alarm, np.random.default_rng(0))
     assert (d["tp"], d["fn"], d["fp"], d["tn"]) == (2, 1, 1, 1)
     assert d["score"] == pytest.approx(100 * 3 / (3 + 1 + 5), abs=0.05)
     assert d["ci95"][0] <= d["score"] <= d["ci95"][1]
