@@ -1,6 +1,7 @@
 """The CinC 2015 VT alarm score by 5-fold cross-validation over records, the network retrained per fold.
 
-``python -m models.vt_cv [--folds 5] [--steps 1333] [--jobs 2] [--work vigil-vt-cv] [--json FILE]``
+``python -m models.vt_cv [--folds 5] [--steps 1333] [--jobs 2] [--work vigil-vt-cv] [--json FILE]
+[--gate-levels 0.02,0.03,0.05,0.1]``
 
 The shipped ECG network was trained on half of the CinC 2015 alarm records, and its ``vt`` output
 is the beat classifier's gate (docs/beats.md), so ``vigil evaluate ecg`` scores the service's VT
@@ -23,10 +24,16 @@ alarms on the other half only. Here every record is scored by a network that nev
    interval over records, beside the network's own ``vt`` output at each fold checkpoint's stored
    threshold.
 
+5. With ``--gate-levels``, the records are scored again at each level of the network gate
+   (:data:`models.beats.GATE_VT`), and once more with each fold's level chosen on the other folds'
+   records (:func:`nested_choice`): the score of a level chosen *inside* the cross-validation, which
+   the score at the shipped level, chosen on these same folds, is not.
+
 What stays fitted outside the folds: the beat classifier (MIT-BIH only, never CinC 2015) and the
 rule constants of the VT runs (gate, confident network, second-lead guard), which were chosen on
-the fixed training half (docs/beats.md says where the test half was seen). So the records of that
-half were seen by the rule's choice though not by the fold's network.
+the fixed training half (docs/beats.md says where the test half was seen), except the gate's level
+``GATE_VT``, chosen on these folds (step 5 gives the figure for choosing it inside them). So the
+records were seen by the rule's choice though not by the fold's network.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ import json
 import multiprocessing
 import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +51,7 @@ import numpy as np
 SERVICE = "service: beat-classifier VT run in the 10 s"   # the decision row of the service's VT alarms
 SHIPPED_STEPS = 1333   # optimiser steps of the shipped vigil-ecg checkpoint (its model card)
 BOOTSTRAP_SEED = 0
+GATE_CHOSEN_IN_CV = "service, gate level chosen inside the CV"   # the decision row of --gate-levels
 
 
 def fold_checkpoint(work: Path, k: int) -> Path:
@@ -67,6 +76,50 @@ def train_fold(work: str, k: int, test: tuple[str, ...], steps: int, seed: int) 
     return str(out)
 
 
+@contextmanager
+def gate_level(level: float):
+    """Score with the network gate at ``level`` (:data:`models.beats.GATE_VT`) inside the block."""
+    from models import beats
+
+    shipped, beats.GATE_VT = beats.GATE_VT, level
+    try:
+        yield
+    finally:
+        beats.GATE_VT = shipped
+
+
+def nested_choice(runs: dict[float, np.ndarray], truth: np.ndarray,
+                  fold_of: np.ndarray) -> tuple[np.ndarray, list[float]]:
+    """Alarm decisions where each fold's gate level is chosen on the other folds' records.
+
+    Parameters
+    ----------
+    runs : dict
+        Gate level -> ``(n,)`` bool, each record's VT decision at that level.
+    truth : np.ndarray
+        ``(n,)`` bool, true alarms.
+    fold_of : np.ndarray
+        ``(n,)`` int, each record's fold.
+
+    Returns
+    -------
+    alarm : np.ndarray
+        ``(n,)`` bool: each record decided at the level that scores highest on the records of the
+        other folds (ties: the higher level, which gates fewer beats).
+    chosen : list of float
+        The level chosen for each fold.
+    """
+    from models.evaluate import alarm_score
+
+    alarm, chosen = np.zeros(len(truth), bool), []
+    for k in range(int(fold_of.max()) + 1):
+        rest = fold_of != k
+        best = max(sorted(runs), key=lambda lv: (alarm_score(truth[rest], runs[lv][rest]), lv))
+        alarm[~rest] = runs[best][~rest]
+        chosen.append(best)
+    return alarm, chosen
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m models.vt_cv", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -76,7 +129,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=2, help="trainings at once (one torch thread each)")
     ap.add_argument("--work", type=Path, default=Path("vigil-vt-cv"), help="fold checkpoints and logs")
     ap.add_argument("--json", type=Path, default=None, help="write the report here")
+    ap.add_argument("--gate-levels", default="",
+                    help="comma-separated levels of the network gate to score as well, and to choose among "
+                         "inside the cross-validation (e.g. 0.02,0.03,0.05,0.1)")
     args = ap.parse_args(argv)
+    try:
+        levels = sorted({float(v) for v in args.gate_levels.split(",") if v.strip()})
+    except ValueError:
+        levels = [-1.0]
+    if any(not 0 <= lv <= 1 for lv in levels):
+        print(f"Invalid --gate-levels {args.gate_levels!r}: probabilities in [0, 1], comma-separated")
+        return 2
 
     import torch
     from rich.console import Console
@@ -118,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
                 progress.advance(task)
 
     torch.set_num_threads(1)
-    rows, names, truth, runs, network_alarm = [], [], [], [], []
+    rows, names, truth, runs, network_alarm, networks = [], [], [], [], [], []
     with Progress(console=console) as progress:
         task = progress.add_task("records scored", total=len(alarms))
         for k, test in enumerate(folds):
@@ -129,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
                 console.print(f"[red]{fold_checkpoint(args.work, k)} does not hold out fold {k}'s records; "
                               f"remove it or use another --work", soft_wrap=True)
                 return 2
+            networks.append(network)
             threshold = detectors_from_meta(network.meta, network.config.labels)[VT].threshold
             for name in test:
                 run, score = cinc2015_vt_alarm(network, c15 / name)
@@ -143,6 +207,24 @@ def main(argv: list[str] | None = None) -> int:
     rng = np.random.default_rng(BOOTSTRAP_SEED)
     decisions = {SERVICE: alarm_decisions(truth_a, np.array(runs, bool), rng),
                  "network: its fold's stored VT threshold": alarm_decisions(truth_a, np.array(network_alarm), rng)}
+    gate_report = {}
+    if levels:   # the same records and fold networks, the gate at each level
+        by_level = {}
+        with Progress(console=console) as progress:
+            task = progress.add_task("records scored at each gate level", total=len(levels) * len(names))
+            for lv in levels:
+                with gate_level(lv):
+                    decided = []
+                    for k, test in enumerate(folds):
+                        for name in test:
+                            decided.append(cinc2015_vt_alarm(networks[k], c15 / name)[0])
+                            progress.advance(task)
+                by_level[lv] = np.array(decided, bool)
+        nested, chosen = nested_choice(by_level, truth_a, np.array([r["fold"] for r in rows]))
+        for lv in levels:
+            decisions[f"service, gate level {lv:g}"] = alarm_decisions(truth_a, by_level[lv], rng)
+        decisions[GATE_CHOSEN_IN_CV] = alarm_decisions(truth_a, nested, rng)
+        gate_report = {"gate_levels": levels, "gate_level_chosen_per_fold": chosen}
     table = Table(title=f"CinC 2015 VT alarms, {args.folds}-fold cross-validation over {len(names)} records "
                         "(network retrained per fold): score (TP+TN)/(TP+TN+FP+5FN)")
     for c in ("decision", "score", "bootstrap 95% CI", "TP", "FP", "TN", "FN"):
@@ -159,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(json.dumps({
             "command": "python -m models.vt_cv " + " ".join(argv if argv is not None else sys.argv[1:]),
             "folds": [list(f) for f in folds], "steps": args.steps, "seed": args.seed,
-            "decisions": decisions, "records": rows}, indent=1))
+            "decisions": decisions, **gate_report, "records": rows}, indent=1))
     return 0
 
 

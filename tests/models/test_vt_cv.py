@@ -88,3 +88,28 @@ def test_a_checkpoint_that_is_not_the_folds_is_refused(tmp_path, capsys):
         shutil.copy(resolve("vigil-ecg"), fold_checkpoint(tmp_path, k))
     assert main(["--work", str(tmp_path)]) == 2
     assert "does not hold out fold 0's records" in capsys.readouterr().out
+
+
+def test_each_folds_gate_level_is_chosen_on_the_other_folds():
+    """nested_choice decides a fold's records at the level best on the *other* folds, so a level that
+    only suits the fold itself is not picked for it; ties go to the higher level."""
+    from models.vt_cv import nested_choice
+
+    truth = np.array([True, True, False, False] * 4)
+    fold_of = np.repeat([0, 1, 2, 3], 4)
+    low = truth.copy()                                  # the low level: right in folds 0-2, wrong in 3
+    low[12:] = ~truth[12:]
+    high = ~truth                                       # the high level: right in fold 3 only
+    high[12:] = truth[12:]
+    alarm, chosen = nested_choice({0.02: low, 0.1: high}, truth, fold_of)
+    assert chosen == [0.02] * 4                         # fold 3's own best (0.1) is not what the others say
+    assert (alarm == low).all()
+    _, tied = nested_choice({0.02: truth, 0.1: truth}, truth, fold_of)
+    assert tied == [0.1] * 4
+
+
+def test_invalid_gate_levels_are_refused(tmp_path, capsys):
+    assert main(["--work", str(tmp_path / "w"), "--gate-levels", "0.02,x"]) == 2
+    assert main(["--work", str(tmp_path / "w"), "--gate-levels", "1.5"]) == 2
+    assert "Invalid --gate-levels" in capsys.readouterr().out
+    assert not (tmp_path / "w").exists()
