@@ -91,7 +91,7 @@ ALT_REGULARITY = 1.2        # largest / smallest two-beat interval in the window
 # middle of that plateau (0.05); now its sensitive end, 0.02, chosen by the 5-fold cross-validation
 # of models/vt_cv.py (networks retrained per fold), where 0.02 scores highest of {0.02, 0.03, 0.05,
 # 0.1} and adds no MIT-BIH or NSTDB false run (0.01 adds one on MIT-BIH 207); docs/beats.md,
-# "Network gate" and "Five-fold cross-validation", with the selection-aware figure.
+# "Network gate" and "The gate's level", with the figure for the level chosen inside the CV.
 GATE_P = 0.3
 GATE_VT = 0.02
 GATE_PRE_S, GATE_POST_S = 1.0, 0.5
