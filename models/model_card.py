@@ -11,8 +11,7 @@ import torch
 
 from models.beats import GATE_P, GATE_POST_S, GATE_PRE_S, GATE_VT, STRONG_P, STRONG_VT
 from models.data.paths import DATASETS_ENV
-from models.vt_cv import GATE_CHOSEN_IN_CV
-from models.vt_cv import SERVICE as VT_CV_SERVICE
+from models.vt_cv import GATE_CHOSEN_IN_CV, SERVICE as VT_CV_SERVICE
 
 SOURCES = {
     "mitdb": "MIT-BIH Arrhythmia Database (PhysioNet mitdb 1.0.0), ODC-By 1.0",

@@ -114,7 +114,7 @@ def nested_choice(runs: dict[float, np.ndarray], truth: np.ndarray,
     alarm, chosen = np.zeros(len(truth), bool), []
     for k in range(int(fold_of.max()) + 1):
         rest = fold_of != k
-        best = max(sorted(runs), key=lambda lv: (alarm_score(truth[rest], runs[lv][rest]), lv))
+        best = max(runs, key=lambda lv: (alarm_score(truth[rest], runs[lv][rest]), lv))
         alarm[~rest] = runs[best][~rest]
         chosen.append(best)
     return alarm, chosen
@@ -135,9 +135,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         levels = sorted({float(v) for v in args.gate_levels.split(",") if v.strip()})
+        valid = all(0 <= lv <= 1 for lv in levels)
     except ValueError:
-        levels = [-1.0]
-    if any(not 0 <= lv <= 1 for lv in levels):
+        valid = False
+    if not valid:
         print(f"Invalid --gate-levels {args.gate_levels!r}: probabilities in [0, 1], comma-separated")
         return 2
 
