@@ -134,6 +134,7 @@ def ecg_noise(w: Window, rng: np.random.Generator, noise: dict[str, np.ndarray],
     if snr <= RHYTHM_UNKNOWN_DB:
         for name in (AF, VT, VF):
             w.weights[tok, labels.index(name)] = 0.0
+        w.drop_bags(tok)
     return w
 
 

@@ -102,7 +102,8 @@ def _ecg_example(config, rec, track_fn, source, split, rng, label="") -> Example
 
 def load_ecg(config: ModelConfig, parts: tuple[str, ...], rng: np.random.Generator | None = None,
              cinc2017_per_class: int | None = None, root: Path | None = None,
-             progress=None, cinc2015_test: Collection[str] | None = None) -> list[Example]:
+             progress=None, cinc2015_test: Collection[str] | None = None,
+             cinc2015_bags: bool = False) -> list[Example]:
     """ECG examples of the given split parts from MIT-BIH, CinC 2017, CinC 2015 and CUDB.
 
     Parameters
@@ -119,6 +120,9 @@ def load_ecg(config: ModelConfig, parts: tuple[str, ...], rng: np.random.Generat
     cinc2015_test : collection of str, optional
         CinC 2015 records held out as ``test`` (a cross-validation fold); the others are
         ``train``. Default: the split of :func:`models.splits.cinc2015_split`.
+    cinc2015_bags : bool
+        A true alarm's 10 s before the alarm are a ``vt`` bag instead of ``vt`` on every token
+        (:func:`models.targets.cinc2015_track`).
     """
     root = Path(root) if root is not None else datasets_dir()
     out: list[Example] = []
@@ -157,7 +161,7 @@ def load_ecg(config: ModelConfig, parts: tuple[str, ...], rng: np.random.Generat
             if split[name] not in parts:
                 continue
             rec = ecg_data.read_cinc2015_ecg(cinc15 / name)
-            out.append(_ecg_example(config, rec, lambda n, t=is_true: cinc2015_track(t, rec.sample_rate, n, config),
+            out.append(_ecg_example(config, rec, lambda n, t=is_true: cinc2015_track(t, rec.sample_rate, n, config, cinc2015_bags),
                                     "cinc2015", split[name], rng, "true" if is_true else "false"))
         _report(progress, "cinc2015")
     cudb = root / "cudb"
@@ -242,12 +246,23 @@ class Window:
     x : (t, c) float32 µV, t = tokens * patch_len.
     mask : (t, c) bool.
     targets, weights : (l, n_labels) float32.
+    bags : (l, n_labels) bool, a label's bag (:class:`models.targets.LabelTrack`) where the
+        window holds all of it; None: no bags.
     """
 
     x: np.ndarray
     mask: np.ndarray
     targets: np.ndarray
     weights: np.ndarray
+    bags: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.bags is None:
+            self.bags = np.zeros(self.targets.shape, bool)
+
+    def drop_bags(self, tokens: slice | np.ndarray) -> None:
+        """Forget the bags that reach into ``tokens`` (a bag is only known whole)."""
+        self.bags[:, self.bags[tokens].any(0)] = False
 
 
 def sample_window(ex: Example, n_tokens: int, patch_len: int, rng: np.random.Generator,
@@ -263,8 +278,10 @@ def sample_window(ex: Example, n_tokens: int, patch_len: int, rng: np.random.Gen
     else:
         start = int(rng.integers(0, total - n + 1))
     a, b = start * patch_len, (start + n) * patch_len
+    bags = ex.track.bags[start:start + n].copy()
+    bags[:, bags.sum(0) < ex.track.bags.sum(0)] = False      # a bag cut by the window is dropped
     return Window(ex.x[a:b].copy(), ex.mask[a:b].copy(), ex.track.targets[start:start + n].copy(),
-                  ex.track.weights[start:start + n].copy())
+                  ex.track.weights[start:start + n].copy(), bags)
 
 
 def positive_tokens(ex: Example, label_index: int) -> np.ndarray:
@@ -280,7 +297,8 @@ def collate(windows: list[Window], burn_in_tokens: int = 0):
     -------
     x : (b, t, c) float32 µV; mask : (b, t, c) bool (padding masked too); lengths : (b,) int64
     samples; targets, weights : (b, l, n_labels) float32 (weights 0 on padding and on the first
-    ``burn_in_tokens`` tokens of each window, where a fresh state cannot know the rhythm yet).
+    ``burn_in_tokens`` tokens of each window, where a fresh state cannot know the rhythm yet);
+    bags : (b, l, n_labels) bool (a bag reaching into the burn-in is dropped).
     """
     import torch
 
@@ -293,13 +311,15 @@ def collate(windows: list[Window], burn_in_tokens: int = 0):
     mask = np.ones((b, t, c), bool)
     tg = np.zeros((b, l, n_lab), np.float32)
     wt = np.zeros((b, l, n_lab), np.float32)
+    bags = np.zeros((b, l, n_lab), bool)
     lengths = np.zeros(b, np.int64)
     for i, w in enumerate(windows):
         x[i, : len(w.x)], mask[i, : len(w.x)], lengths[i] = w.x, w.mask, len(w.x)
         tg[i, : len(w.targets)], wt[i, : len(w.targets)] = w.targets, w.weights
+        bags[i, : len(w.bags)] = w.bags * ~w.bags[:burn_in_tokens].any(0)
     wt[:, :burn_in_tokens] = 0.0
     return (torch.from_numpy(x), torch.from_numpy(mask), torch.from_numpy(lengths),
-            torch.from_numpy(tg), torch.from_numpy(wt))
+            torch.from_numpy(tg), torch.from_numpy(wt), torch.from_numpy(bags))
 
 
 __all__ = ["Example", "Window", "load_ecg", "load_ecg_noise", "load_eeg", "preprocess", "resample_to",

@@ -7,7 +7,12 @@ is positive when at least half of it is covered.
 
 Every builder returns a :class:`LabelTrack`: ``targets`` (l, n_labels) in {0, 1} and
 ``weights`` (l, n_labels) in {0, 1}, where weight 0 means "unknown: no loss" (e.g. atrial
-flutter for ``af``, the rhythm of CinC 2017 "other" records for ``vt``).
+flutter for ``af``, the rhythm of CinC 2017 "other" records for ``vt``), and ``bags``
+(l, n_labels) bool: a *bag* is a stretch known to hold the label on *some* of its tokens, not
+on which (a true CinC 2015 VT alarm: the VT lies somewhere in the 10 s before the alarm; used
+only with ``vigil train ecg --cinc2015-bags``, an experiment: docs/beats.md). Its tokens carry
+no per-token loss; :func:`models.train.token_loss` scores the bag once, as a positive, on its
+most positive token (multiple-instance learning).
 
 Label names come from :mod:`models.labels` only.
 """
@@ -36,14 +41,21 @@ class LabelTrack:
     ----------
     targets : (l, n_labels) float32 in {0, 1}.
     weights : (l, n_labels) float32 in {0, 1}; 0 = unknown, no loss.
+    bags : (l, n_labels) bool; True on the tokens of a label's bag (at most one per label),
+        whose weights are 0. None: no bags.
     """
 
     targets: np.ndarray
     weights: np.ndarray
+    bags: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.bags is None:
+            self.bags = np.zeros(self.targets.shape, bool)
 
     @classmethod
     def empty(cls, n_tokens: int, labels: tuple[str, ...], weight: float = 0.0) -> "LabelTrack":
-        """All targets 0, all weights ``weight``."""
+        """All targets 0, all weights ``weight``, no bags."""
         shape = (int(n_tokens), len(labels))
         return cls(np.zeros(shape, np.float32), np.full(shape, weight, np.float32))
 
@@ -54,6 +66,12 @@ class LabelTrack:
         sel = slice(None) if where is None else where
         self.targets[sel, j] = np.broadcast_to(np.asarray(target, np.float32), self.targets[sel, j].shape)
         self.weights[sel, j] = np.broadcast_to(np.asarray(weight, np.float32), self.weights[sel, j].shape)
+
+    def set_bag(self, labels: tuple[str, ...], name: str, where: np.ndarray) -> None:
+        """Make the tokens ``where`` one bag of ``name``: some of them hold it (no per-token loss)."""
+        j = labels.index(name)
+        self.bags[:, j] = where
+        self.targets[where, j], self.weights[where, j] = 1.0, 0.0
 
 
 def token_edges(n_tokens: int, input_rate: float, config: ModelConfig) -> np.ndarray:
@@ -138,15 +156,21 @@ def cudb_track(vf_onset: int, input_rate: float, n_tokens: int, config: ModelCon
     return track
 
 
-def cinc2015_track(is_true: bool, input_rate: float, n_tokens: int, config: ModelConfig) -> LabelTrack:
-    """CinC 2015 VT alarm: ``vt`` 1 in the 10 s before the alarm of a true alarm (elsewhere
-    unknown); ``vt`` 0 up to the alarm of a false one. Other labels unknown."""
+def cinc2015_track(is_true: bool, input_rate: float, n_tokens: int, config: ModelConfig,
+                   bag: bool = False) -> LabelTrack:
+    """CinC 2015 VT alarm: ``vt`` 1 on the 10 s before the alarm of a true alarm (elsewhere
+    unknown), or with ``bag`` those 10 s are a ``vt`` bag (the VT that set the alarm off lies
+    somewhere in them, often a few beats among sinus ones); ``vt`` 0 up to the alarm of a
+    false one. Other labels unknown."""
     labels = config.labels
     track = LabelTrack.empty(n_tokens, labels)
     lo, hi = (round(s * input_rate) for s in CINC2015_VT_WINDOW_S)
     if is_true:
         where = token_coverage([(lo, hi)], n_tokens, input_rate, config) >= POSITIVE_COVERAGE
-        track.set(labels, VT, 1.0, where=where)
+        if bag:
+            track.set_bag(labels, VT, where)
+        else:
+            track.set(labels, VT, 1.0, where=where)
     else:
         where = token_coverage([(0, hi)], n_tokens, input_rate, config) >= POSITIVE_COVERAGE
         track.set(labels, VT, 0.0, where=where)

@@ -77,6 +77,10 @@ class TrainSettings:
     cinc2015_test : tuple of str
         CinC 2015 records kept out of training (a cross-validation fold, ``models/vt_cv.py``);
         the others are trained on. Empty: the split of :mod:`models.splits` (half each).
+    cinc2015_bags : bool
+        Train the ``vt`` output on a true CinC 2015 alarm's 10 s as a bag (multiple-instance:
+        :func:`token_loss`) instead of ``vt`` on every token of them. An experiment, off for
+        the shipped network (docs/beats.md, "Training the vt output on bags").
     """
 
     modality: str
@@ -92,6 +96,7 @@ class TrainSettings:
     model: dict = field(default_factory=dict)
     device: str = "cpu"
     cinc2015_test: tuple[str, ...] = ()
+    cinc2015_bags: bool = False
 
 
 def build_config(settings: TrainSettings) -> ModelConfig:
@@ -154,9 +159,10 @@ class BatchSampler:
         focus = None
         if src in ("mitdb", "cudb", "cinc2015") and rng.random() < 0.6:
             cands = [f for f in self.focus[id(ex)].values() if len(f)]
-            if src == "cinc2015":
+            if src == "cinc2015":  # the alarm: a true one's bag (its last token), a false one's last 10 s
                 j = self.config.labels.index(VT)
-                cands = [np.flatnonzero(ex.track.weights[:, j] > 0)[-self.n_tokens // 3:]]
+                bag = np.flatnonzero(ex.track.bags[:, j])
+                cands = [bag[-1:] if len(bag) else np.flatnonzero(ex.track.weights[:, j] > 0)[-self.n_tokens // 3:]]
             if cands:
                 focus = cands[int(rng.integers(len(cands)))]
         w = sample_window(ex, self.n_tokens, self.config.patch_len, rng, focus)
@@ -191,7 +197,7 @@ class BatchSampler:
         return out
 
     def batch(self, size: int, burn_in_tokens: int):
-        """Tensors for one step: x, mask, lengths, targets, weights (see :func:`collate`)."""
+        """Tensors for one step: x, mask, lengths, targets, weights, bags (see :func:`collate`)."""
         if self.config.modality == "ecg":
             windows = [self._ecg_window() for _ in range(size)]
         else:
@@ -202,16 +208,29 @@ class BatchSampler:
 # --- loss ----------------------------------------------------------------------------------
 
 def token_loss(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor,
-               valid: torch.Tensor) -> torch.Tensor:
+               valid: torch.Tensor, bags: torch.Tensor | None = None) -> torch.Tensor:
     """Weighted BCE: per label the mean over its weighted tokens, then the mean over labels
     that have any weight in the batch.
 
-    logits, targets, weights : (b, l, n_labels); valid : (b, l) bool.
+    A bag (``bags``: some of its tokens hold the label, :mod:`models.targets`) is one positive
+    term on its largest logit (multiple-instance learning: the network may mark the label on
+    the tokens that show it and leave the rest), weighted as many tokens as the bag has, so a
+    bag weighs as much as the per-token positives it replaces.
+
+    logits, targets, weights : (b, l, n_labels); valid : (b, l) bool; bags : (b, l, n_labels) bool.
     """
     w = weights * valid.unsqueeze(-1).to(weights.dtype)
     bce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
     per_label_w = w.sum((0, 1))                                            # (n_labels,)
-    per_label = (bce * w).sum((0, 1)) / per_label_w.clamp_min(1.0)
+    per_label_sum = (bce * w).sum((0, 1))                                  # (n_labels,)
+    if bags is not None:
+        in_bag = bags & valid.unsqueeze(-1)                                # (b, l, n_labels)
+        size = in_bag.sum(1).to(logits.dtype)                              # (b, n_labels) tokens per bag
+        top = logits.masked_fill(~in_bag, float("-inf")).amax(1)           # (b, n_labels) largest logit
+        bag_bce = F.softplus(-top.masked_fill(size == 0, 0.0))             # -log sigmoid(top): target 1
+        per_label_sum = per_label_sum + (bag_bce * size).sum(0)
+        per_label_w = per_label_w + size.sum(0)
+    per_label = per_label_sum / per_label_w.clamp_min(1.0)
     present = per_label_w > 0
     return per_label[present].mean() if present.any() else logits.sum() * 0.0
 
@@ -237,9 +256,9 @@ def artifact_copies(examples: list[Example], config: ModelConfig, rng: np.random
 
     out = []
     for i, ex in enumerate(examples):
-        w = Window(ex.x.copy(), ex.mask.copy(), ex.track.targets.copy(), ex.track.weights.copy())
+        w = Window(ex.x.copy(), ex.mask.copy(), ex.track.targets.copy(), ex.track.weights.copy(), ex.track.bags.copy())
         augment.eeg_artifact(w, rng, ARTIFACTS_TRAIN[i % len(ARTIFACTS_TRAIN)], config)
-        track = type(ex.track)(w.targets, w.weights)
+        track = type(ex.track)(w.targets, w.weights, w.bags)
         out.append(Example(ex.name + "+artifact", "artifact", ex.split, w.x, w.mask, track, ex.label))
     return out
 
@@ -298,8 +317,11 @@ def load_data(settings: TrainSettings, config: ModelConfig, rng: np.random.Gener
         raise ValueError(f"Invalid data: expected datasets or excerpts, got {settings.data!r}")
     if config.modality == "ecg":
         fold = settings.cinc2015_test or None
-        train = load_ecg(config, (TRAIN,), rng, settings.cinc2017_per_class, progress=log, cinc2015_test=fold)
-        val = load_ecg(config, (VAL,), None, settings.cinc2017_per_class, progress=log, cinc2015_test=fold)
+        bags = settings.cinc2015_bags
+        train = load_ecg(config, (TRAIN,), rng, settings.cinc2017_per_class, progress=log, cinc2015_test=fold,
+                         cinc2015_bags=bags)
+        val = load_ecg(config, (VAL,), None, settings.cinc2017_per_class, progress=log, cinc2015_test=fold,
+                       cinc2015_bags=bags)
         noise = load_ecg_noise(config)
     else:
         train = load_eeg(config, (TRAIN,), progress=log)
@@ -357,9 +379,9 @@ def train(settings: TrainSettings, out: str | Path | None = None, console=None) 
             frac = max(step / settings.steps, (time.time() - t0) / budget_s)
             for g in opt.param_groups:  # linear warm-up over 50 steps, cosine to 10 %
                 g["lr"] = settings.lr * min(1.0, (step + 1) / 50) * (0.1 + 0.45 * (1 + math.cos(math.pi * min(frac, 1.0))))
-            x, mask, lengths, targets, weights = (t.to(device) for t in sampler.batch(settings.batch, burn_in))
+            x, mask, lengths, targets, weights, bags = (t.to(device) for t in sampler.batch(settings.batch, burn_in))
             out_, _ = network(x, network.init_state(x.shape[0], x.shape[2]), mask, lengths)
-            loss = token_loss(out_.logits, targets, weights, out_.valid)
+            loss = token_loss(out_.logits, targets, weights, out_.valid, bags)
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(network.parameters(), 1.0)

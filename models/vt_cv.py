@@ -16,7 +16,8 @@ alarms on the other half only. Here every record is scored by a network that nev
    machine does not change the run; the clock budget is lifted). Checkpoints go to ``--work``;
    one that exists is reused, so an interrupted run resumes. ``--jobs`` trainings run at once,
    one torch thread each (about 10 minutes each, three at a time, on this project's 2-core
-   machine).
+   machine). ``--cinc2015-bags`` trains them with ``vigil train ecg --cinc2015-bags`` (an
+   experiment, docs/beats.md: "Training the vt output on bags").
 3. Each fold's records are streamed through the service's rhythm source with that fold's network
    as the gate (:func:`models.evaluate.cinc2015_vt_alarm`, as in ``vigil evaluate ecg``): an
    alarm is *detected* when a VT run overlaps the 10 s before the alarm at 300 s.
@@ -59,7 +60,7 @@ def fold_checkpoint(work: Path, k: int) -> Path:
     return work / f"vigil-ecg-fold{k}.pt"
 
 
-def train_fold(work: str, k: int, test: tuple[str, ...], steps: int, seed: int) -> str:
+def train_fold(work: str, k: int, test: tuple[str, ...], steps: int, seed: int, bags: bool = False) -> str:
     """Train the ECG network without fold ``k``'s CinC 2015 records (runs in a child process; its
     progress goes to ``fold<k>.log`` in ``work``)."""
     import torch
@@ -71,7 +72,7 @@ def train_fold(work: str, k: int, test: tuple[str, ...], steps: int, seed: int) 
     out = fold_checkpoint(Path(work), k)
     with open(Path(work) / f"fold{k}.log", "w") as log:
         console = Console(file=log, force_terminal=False, width=120)
-        train(TrainSettings("ecg", minutes=1e6, steps=steps, seed=seed, cinc2015_test=test), out=out,
+        train(TrainSettings("ecg", minutes=1e6, steps=steps, seed=seed, cinc2015_test=test, cinc2015_bags=bags), out=out,
               console=console)
     return str(out)
 
@@ -129,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=2, help="trainings at once (one torch thread each)")
     ap.add_argument("--work", type=Path, default=Path("vigil-vt-cv"), help="fold checkpoints and logs")
     ap.add_argument("--json", type=Path, default=None, help="write the report here")
+    ap.add_argument("--cinc2015-bags", action="store_true",
+                    help="train the fold networks with vigil train ecg --cinc2015-bags (an experiment, "
+                         "docs/beats.md); use another --work than for the shipped training")
     ap.add_argument("--gate-levels", default="",
                     help="comma-separated levels of the network gate to score as well, and to choose among "
                          "inside the cross-validation (e.g. 0.02,0.03,0.05,0.1)")
@@ -175,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
         with Progress(console=console) as progress, ProcessPoolExecutor(
                 max_workers=max(1, args.jobs), mp_context=multiprocessing.get_context("spawn")) as pool:
             task = progress.add_task("fold networks trained", total=len(todo))
-            futures = {pool.submit(train_fold, str(args.work), k, folds[k], args.steps, args.seed): k for k in todo}
+            futures = {pool.submit(train_fold, str(args.work), k, folds[k], args.steps, args.seed, args.cinc2015_bags): k
+                       for k in todo}
             for f in as_completed(futures):
                 f.result()
                 progress.log(f"fold {futures[f]} trained")
@@ -242,6 +247,7 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(json.dumps({
             "command": "python -m models.vt_cv " + " ".join(argv if argv is not None else sys.argv[1:]),
             "folds": [list(f) for f in folds], "steps": args.steps, "seed": args.seed,
+            "cinc2015_bags": args.cinc2015_bags,
             "decisions": decisions, **gate_report, "records": rows}, indent=1))
     return 0
 

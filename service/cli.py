@@ -195,7 +195,10 @@ def train_cmd(modality: str = typer.Argument(..., help="ecg or eeg"),
               batch: int = typer.Option(8, help="windows per step"),
               window_s: float = typer.Option(30.0, help="window length in seconds"),
               threads: int = typer.Option(1, help="torch threads"),
-              device: str = typer.Option("cpu", help="torch device of the optimisation loop (cpu or cuda)")) -> None:
+              device: str = typer.Option("cpu", help="torch device of the optimisation loop (cpu or cuda)"),
+              cinc2015_bags: bool = typer.Option(False, help="ecg: train vt on each true CinC 2015 alarm's 10 s as a "
+                                                            "bag (multiple-instance; an experiment, docs/beats.md)")
+              ) -> None:
     """Train an ECG or EEG model on the split of models/splits.py, calibrate it, write checkpoint and card."""
     import torch
 
@@ -203,7 +206,7 @@ def train_cmd(modality: str = typer.Argument(..., help="ecg or eeg"),
 
     torch.set_num_threads(threads)
     train(TrainSettings(modality, minutes=minutes, steps=steps, seed=seed, data=data, batch=batch,
-                        window_s=window_s, device=device), out=out, console=console)
+                        window_s=window_s, device=device, cinc2015_bags=cinc2015_bags), out=out, console=console)
 
 
 @app.command("evaluate")

@@ -28,6 +28,22 @@ def test_token_loss_ignores_unweighted_and_padding():
     assert logits.grad[0, 2:].abs().sum() == 0 and logits.grad[0, :, 1].abs().sum() == 0
 
 
+def test_token_loss_scores_a_bag_on_its_largest_logit():
+    """A bag is one positive on its most positive token: marking one token is enough, and the
+    gradient reaches that token only (multiple-instance learning)."""
+    targets, weights = torch.zeros(1, 4, 1), torch.zeros(1, 4, 1)
+    valid = torch.ones(1, 4, dtype=torch.bool)
+    bags = torch.tensor([[[False], [True], [True], [True]]])
+    one_marked = torch.tensor([[[5.0], [-5.0], [4.0], [-5.0]]], requires_grad=True)
+    loss = token_loss(one_marked, targets, weights, valid, bags)
+    assert loss.item() == pytest.approx(float(np.log1p(np.exp(-4.0))), rel=1e-5)
+    loss.backward()
+    assert one_marked.grad[0, :, 0].nonzero().flatten().tolist() == [2]
+    none_marked = torch.full((1, 4, 1), -5.0)
+    assert token_loss(none_marked, targets, weights, valid, bags).item() > 4.9
+    assert token_loss(none_marked, targets, weights, valid, torch.zeros_like(bags)).item() == 0.0
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     torch.set_num_threads(1)

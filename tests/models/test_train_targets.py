@@ -59,7 +59,11 @@ def test_cudb_and_cinc2015_tracks():
     tr = cudb_track(vf_onset=500, input_rate=250.0, n_tokens=40, config=CFG)  # onset at 2 s = token 20
     assert not tr.targets[:20, col(tr, VF)].any() and tr.targets[20:, col(tr, VF)].all()
     true = cinc2015_track(True, 250.0, 3000, CFG)                              # 300 s
-    assert true.targets[2900:, col(true, VT)].all() and (true.weights[:2900, col(true, VT)] == 0).all()
+    j = col(true, VT)
+    assert true.targets[2900:, j].all() and (true.weights[:2900, j] == 0).all() and not true.bags.any()
+    bag = cinc2015_track(True, 250.0, 3000, CFG, bag=True)                     # --cinc2015-bags
+    assert bag.bags[2900:, j].all() and not bag.bags[:2900, j].any()            # the 10 s before the alarm
+    assert (bag.weights[:, j] == 0).all() and not np.delete(bag.bags, j, axis=1).any()
     false = cinc2015_track(False, 250.0, 3000, CFG)
     assert (false.weights[:, col(false, VT)] == 1).all() and not false.targets.any()
 
@@ -73,8 +77,27 @@ def test_windows_pad_and_burn_in():
     short = sample_window(ex, 100, cfg.patch_len, rng)                          # record shorter than window
     full = sample_window(ex, 20, cfg.patch_len, rng, focus=np.array([30]))
     assert len(short.targets) == 40 and len(full.targets) == 20
-    x, mask, lengths, tg, wt = collate([short, full], burn_in_tokens=5)
+    x, mask, lengths, tg, wt, bags = collate([short, full], burn_in_tokens=5)
     assert x.shape == (2, 40 * cfg.patch_len, 1) and lengths.tolist() == [40 * cfg.patch_len, 20 * cfg.patch_len]
     assert mask[1, 20 * cfg.patch_len:].all() and not mask[0].any()
     assert (wt[:, :5] == 0).all() and (wt[1, 20:] == 0).all() and (wt[0, 5:] == 1).all()
     assert tg[0, :, cfg.labels.index(SEIZURE)].all()
+
+
+def test_a_bag_is_kept_only_whole():
+    """A window keeps a bag only when it holds all of it, outside the burn-in; noise that buries
+    part of it drops it too."""
+    n_tok = 3000
+    ex = Example("v1", "cinc2015", "train", np.ones((n_tok * CFG.patch_len, 2), np.float32),
+                 np.zeros((n_tok * CFG.patch_len, 2), bool), cinc2015_track(True, 250.0, n_tok, CFG, bag=True))
+    j = col(ex.track, VT)
+    rng = np.random.default_rng(0)
+    whole = sample_window(ex, 300, CFG.patch_len, rng, focus=np.array([2999]))  # the last 30 s
+    cut = sample_window(ex, 300, CFG.patch_len, rng, focus=np.array([2750]))    # ends inside the bag
+    assert whole.bags[:, j].sum() == 100 and not cut.bags.any()
+    *_, bags = collate([whole, whole], burn_in_tokens=30)
+    assert bags[:, :, j].sum(1).tolist() == [100, 100]
+    *_, bags = collate([whole], burn_in_tokens=250)                             # burn-in reaches into it
+    assert not bags.any()
+    whole.drop_bags(slice(250, 260))
+    assert not whole.bags.any()
