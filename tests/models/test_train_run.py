@@ -86,6 +86,9 @@ def test_card_reports_the_retrained_5_fold_vt_score_when_its_report_is_beside(tr
     card = write_card(ckpt, evaluation=evaluation).read_text()
     assert "CinC 2015 VT alarm score >= 75 (service: beat-classifier VT runs; test half) | 85.300 | yes" in card
     assert "retrained per fold" not in card                    # no report: no row
-    (tmp_path / "vigil-ecg-vt-cv.json").write_text(json.dumps({"decisions": {SERVICE: {"score": 60.7}}}))
+    assert "retrained for each fold (no report beside this checkpoint)" in card
+    decision = {"score": 60.7, "ci95": [45.2, 82.4], "tp": 24, "fp": 3, "tn": 27, "fn": 6}
+    (tmp_path / "vigil-ecg-vt-cv.json").write_text(json.dumps({"decisions": {SERVICE: decision}}))
     card = write_card(ckpt, evaluation=evaluation).read_text()
     assert "network retrained per fold: python -m models.vt_cv) | 60.700 | no" in card
+    assert "retrained for each fold: 60.7 [45.2, 82.4] (TP 24, FP 3, TN 27, FN 6)" in card   # the limits quote it
