@@ -17,7 +17,9 @@ alarms on the other half only. Here every record is scored by a network that nev
    one that exists is reused, so an interrupted run resumes. ``--jobs`` trainings run at once,
    one torch thread each (about 10 minutes each, three at a time, on this project's 2-core
    machine). ``--cinc2015-bags`` trains them with ``vigil train ecg --cinc2015-bags`` (an
-   experiment, docs/beats.md: "Training the vt output on bags").
+   experiment, docs/beats.md: "Training the vt output on bags"). A checkpoint found in
+   ``--work`` must hold out the fold's records and have been trained with the same steps, seed
+   and ``--cinc2015-bags``; otherwise the run stops.
 3. Each fold's records are streamed through the service's rhythm source with that fold's network
    as the gate (:func:`models.evaluate.cinc2015_vt_alarm`, as in ``vigil evaluate ecg``): an
    alarm is *detected* when a VT run overlaps the 10 s before the alarm at 300 s.
@@ -77,6 +79,14 @@ def train_fold(work: str, k: int, test: tuple[str, ...], steps: int, seed: int, 
     return str(out)
 
 
+def training_of(meta: dict) -> dict:
+    """The settings of a checkpoint's training that a fold's network must share with the run:
+    steps, seed and ``cinc2015_bags`` (absent before that setting existed: off)."""
+    settings = meta.get("training", {}).get("settings", {})
+    return {"steps": settings.get("steps"), "seed": settings.get("seed"),
+            "cinc2015_bags": bool(settings.get("cinc2015_bags", False))}
+
+
 @contextmanager
 def gate_level(level: float):
     """Score with the network gate at ``level`` (:data:`models.beats.GATE_VT`) inside the block."""
@@ -132,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, default=None, help="write the report here")
     ap.add_argument("--cinc2015-bags", action="store_true",
                     help="train the fold networks with vigil train ecg --cinc2015-bags (an experiment, "
-                         "docs/beats.md); use another --work than for the shipped training")
+                         "docs/beats.md); fold checkpoints trained otherwise in --work are refused")
     ap.add_argument("--gate-levels", default="",
                     help="comma-separated levels of the network gate to score as well, and to choose among "
                          "inside the cross-validation (e.g. 0.02,0.03,0.05,0.1)")
@@ -196,6 +206,12 @@ def main(argv: list[str] | None = None) -> int:
             held = set(split.get(TEST, ())) if isinstance(split, dict) else set()
             if held != set(test):   # a checkpoint left by another --folds, or not a fold's at all
                 console.print(f"[red]{fold_checkpoint(args.work, k)} does not hold out fold {k}'s records; "
+                              f"remove it or use another --work", soft_wrap=True)
+                return 2
+            trained, wanted = training_of(network.meta), {"steps": args.steps, "seed": args.seed,
+                                                          "cinc2015_bags": args.cinc2015_bags}
+            if trained != wanted:   # a checkpoint left by a run with other settings
+                console.print(f"[red]{fold_checkpoint(args.work, k)} was trained with {trained}, not {wanted}; "
                               f"remove it or use another --work", soft_wrap=True)
                 return 2
             networks.append(network)

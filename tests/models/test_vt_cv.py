@@ -8,6 +8,7 @@ import pytest
 
 from models.splits import TEST, TRAIN, cinc2015_folds, cinc2015_split, describe
 from models.evaluate import alarm_decisions
+from models.labels import VT
 from models.vt_cv import main
 
 ALARMS = [(f"v{i:03d}{'ls'[i % 2]}", i % 3 == 0) for i in range(100, 160)]
@@ -70,6 +71,10 @@ def test_training_data_leave_out_the_fold(tmp_path):
     assert {ex.name for ex in train} == {n for n, _ in alarms} - set(fold)
     test = load_ecg(ecg_config(), (TEST,), root=tmp_path, cinc2015_test=fold)
     assert {ex.name for ex in test} == set(fold)
+    j = ecg_config().labels.index(VT)
+    assert not any(ex.track.bags.any() for ex in train)                   # the shipped labels
+    bagged = load_ecg(ecg_config(), (TRAIN,), root=tmp_path, cinc2015_test=fold, cinc2015_bags=True)
+    assert {ex.name for ex in bagged if ex.track.bags[:, j].sum() == 100} == {n for n, t in alarms if t} - set(fold)
 
 
 @pytest.mark.datasets
@@ -113,3 +118,29 @@ def test_invalid_gate_levels_are_refused(tmp_path, capsys):
     assert main(["--work", str(tmp_path / "w"), "--gate-levels", "1.5"]) == 2
     assert "Invalid --gate-levels" in capsys.readouterr().out
     assert not (tmp_path / "w").exists()
+
+
+@pytest.mark.datasets
+def test_a_fold_checkpoint_trained_otherwise_is_refused(tmp_path, capsys):
+    """Fold networks left in --work by a run with other settings (here: without --cinc2015-bags)
+    must not be scored as this run's."""
+    import torch
+
+    from models.checkpoint import resolve
+    from models.data import ecg as ecg_data
+    from models.data.paths import datasets_dir
+    from models.vt_cv import SHIPPED_STEPS, fold_checkpoint, training_of
+
+    src = datasets_dir() / "cinc2015"
+    if not (src / "alarms.csv").exists():
+        pytest.skip(f"dataset cinc2015 not found under {datasets_dir()} (set VIGIL_DATASETS)")
+    folds = cinc2015_folds(ecg_data.cinc2015_alarms(src), 5)
+    ckpt = torch.load(resolve("vigil-ecg"), map_location="cpu", weights_only=True)
+    for k, fold in enumerate(folds):                  # the fold's split, 1333 steps, seed 0, no bags
+        ckpt["meta"]["split"] = describe("ecg", fold)
+        ckpt["meta"]["training"]["settings"].update(steps=SHIPPED_STEPS, seed=0)
+        torch.save(ckpt, fold_checkpoint(tmp_path, k))
+    assert training_of(ckpt["meta"]) == {"steps": SHIPPED_STEPS, "seed": 0, "cinc2015_bags": False}
+    assert main(["--work", str(tmp_path), "--cinc2015-bags"]) == 2
+    out = capsys.readouterr().out
+    assert "vigil-ecg-fold0.pt was trained with" in out and "'cinc2015_bags': True" in out
