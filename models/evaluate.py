@@ -226,13 +226,28 @@ def cinc2015_vt_alarm(network: Network, path: Path) -> tuple[bool, float]:
     det = detectors_from_meta(network.meta, cfg.labels)[VT]
     rec = ecg_data.read_cinc2015_ecg(path)
     out = run_offline(network, rec.signal, rec.sample_rate)
-    fs = rec.sample_rate
-    lo, hi = round(ALARM_WINDOW_S[0] * fs), round(ALARM_WINDOW_S[1] * fs)
-    vt = rhythm_episodes(rec.signal[:hi], fs, network_out=out, network=network)["vt"]
     p = det.smooth(out.probs[:, cfg.labels.index(VT)], cfg.output_rate)
     t = token_times(len(p), network)
     sel = (t[:, 1] > ALARM_WINDOW_S[0]) & (t[:, 1] <= ALARM_WINDOW_S[1])
-    return any(a < hi and lo < b for a, b in vt), float(p[sel].max()) if sel.any() else 0.0
+    return vt_run_before_alarm(rec.signal, rec.sample_rate, out, network), float(p[sel].max()) if sel.any() else 0.0
+
+
+def vt_run_before_alarm(x: np.ndarray, fs: float, network_out: StreamOutput, network: Network) -> bool:
+    """Whether the service's rhythm source, fed ``x`` up to the alarm with ``network_out`` as its
+    gate (:func:`rhythm_episodes`), has a VT run overlapping ``ALARM_WINDOW_S``.
+
+    Parameters
+    ----------
+    x : np.ndarray
+        ``(n, c)`` CinC 2015 record, the alarm at 300 s.
+    fs : float
+        Hz.
+    network_out, network : StreamOutput, Network
+        The network's outputs over ``x`` (:func:`models.stream.run_offline`) and the network.
+    """
+    lo, hi = round(ALARM_WINDOW_S[0] * fs), round(ALARM_WINDOW_S[1] * fs)
+    vt = rhythm_episodes(x[:hi], fs, network_out=network_out, network=network)["vt"]
+    return any(a < hi and lo < b for a, b in vt)
 
 
 def _mitdb_rows(network: Network, path: Path, name: str, part: str, learning_s: float) -> list[list]:

@@ -88,15 +88,19 @@ def training_of(meta: dict) -> dict:
 
 
 @contextmanager
-def gate_level(level: float):
-    """Score with the network gate at ``level`` (:data:`models.beats.GATE_VT`) inside the block."""
+def beat_rule_levels(**levels: float):
+    """Score with constants of :mod:`models.beats` at other levels inside the block, e.g.
+    ``beat_rule_levels(GATE_VT=0.1)`` (the network gate), ``STRONG_VT=0.5`` (the confident network)."""
     from models import beats
 
-    shipped, beats.GATE_VT = beats.GATE_VT, level
+    shipped = {name: getattr(beats, name) for name in levels}
     try:
+        for name, level in levels.items():
+            setattr(beats, name, level)
         yield
     finally:
-        beats.GATE_VT = shipped
+        for name, level in shipped.items():
+            setattr(beats, name, level)
 
 
 def nested_choice(runs: dict[float, np.ndarray], truth: np.ndarray,
@@ -235,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         with Progress(console=console) as progress:
             task = progress.add_task("records scored at each gate level", total=len(levels) * len(names))
             for lv in levels:
-                with gate_level(lv):
+                with beat_rule_levels(GATE_VT=lv):
                     decided = []
                     for k, test in enumerate(folds):
                         for name in test:

@@ -22,18 +22,20 @@ import json
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # the checkout's models, installed or not
+
 import numpy as np
 from rich.console import Console
 from rich.progress import track
 from rich.table import Table
 
-import models.beats as beats
 from models.checkpoint import load_model
 from models.data import ecg as ecg_data
 from models.data.paths import datasets_dir
-from models.evaluate import ALARM_WINDOW_S, alarm_decisions, rhythm_episodes
+from models.evaluate import alarm_decisions, vt_run_before_alarm
 from models.splits import cinc2015_folds
 from models.stream import run_offline
+from models.vt_cv import beat_rule_levels, fold_checkpoint
 
 
 def levels(text: str) -> list[float]:
@@ -53,34 +55,28 @@ def main(argv: list[str] | None = None) -> int:
     root = datasets_dir() / "cinc2015"
     alarms = ecg_data.cinc2015_alarms(root)
     folds = cinc2015_folds(alarms)
-    if not all((args.work / f"vigil-ecg-fold{k}.pt").exists() for k in range(len(folds))):
+    if not all(fold_checkpoint(args.work, k).exists() for k in range(len(folds))):
         console.print(f"[red]{args.work} lacks the fold checkpoints of python -m models.vt_cv")
         return 2
-    fold_of = {name: k for k, fold in enumerate(folds) for name in fold}
     pairs = list(itertools.product(args.gate_levels, args.strong_levels))
     runs: dict[tuple[float, float], dict[str, bool]] = {p: {} for p in pairs}
-    shipped = beats.GATE_VT, beats.STRONG_VT
-    networks = {}
-    try:
-        for name, _ in track(alarms, description="records", console=console):
-            k = fold_of[name]
-            net = networks.setdefault(k, load_model(args.work / f"vigil-ecg-fold{k}.pt"))
-            rec = ecg_data.read_cinc2015_ecg(root / name)
-            fs = rec.sample_rate
-            lo, hi = round(ALARM_WINDOW_S[0] * fs), round(ALARM_WINDOW_S[1] * fs)
-            out = run_offline(net, rec.signal, fs)
-            for gate, strong in pairs:
-                beats.GATE_VT, beats.STRONG_VT = gate, strong
-                vt = rhythm_episodes(rec.signal[:hi], fs, network_out=out, network=net)["vt"]
-                runs[gate, strong][name] = any(a < hi and lo < b for a, b in vt)
-    finally:
-        beats.GATE_VT, beats.STRONG_VT = shipped
+    records = [(k, name) for k, fold in enumerate(folds) for name in fold]
+    net, net_fold = None, None
+    for k, name in track(records, description="records", console=console):
+        if k != net_fold:
+            net, net_fold = load_model(fold_checkpoint(args.work, k)), k
+        rec = ecg_data.read_cinc2015_ecg(root / name)
+        out = run_offline(net, rec.signal, rec.sample_rate)            # once per record, for every pair
+        for gate, strong in pairs:
+            with beat_rule_levels(GATE_VT=gate, STRONG_VT=strong):
+                runs[gate, strong][name] = vt_run_before_alarm(rec.signal, rec.sample_rate, out, net)
     truth = dict(alarms)
     table = Table("GATE_VT", "STRONG_VT", "score", "95% CI", "TP", "FP", "TN", "FN", "missed", "false alarms",
                   title="CinC 2015 VT alarms, fold networks (in-sample choice of levels)")
     for (gate, strong), got in runs.items():
         d = alarm_decisions(np.array([truth[n] for n in got]), np.array(list(got.values())), np.random.default_rng(0))
-        table.add_row(f"{gate:g}", f"{strong:g}", f"{d['score']:.1f}", "[{:.1f}, {:.1f}]".format(*d["ci95"]), *(str(d[c]) for c in ("tp", "fp", "tn", "fn")),
+        table.add_row(f"{gate:g}", f"{strong:g}", f"{d['score']:.1f}", "[{:.1f}, {:.1f}]".format(*d["ci95"]),
+                      *(str(d[c]) for c in ("tp", "fp", "tn", "fn")),
                       " ".join(n for n, r in got.items() if truth[n] and not r),
                       " ".join(n for n, r in got.items() if r and not truth[n]))
     console.print(table)
@@ -90,5 +86,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     raise SystemExit(main())
