@@ -2,8 +2,10 @@
 
 A tick gathers every session with pending samples (bounded so that acks come at least every
 ``ack_interval`` seconds of signal), runs preprocessing, ONE ``StatePool.step`` per pool and the
-alarm rules on a single worker thread (so the event loop keeps reading sockets), then sends the
-predictions at once, publishes alerts, writes history, saves snapshots and only then sends acks.
+alarm rules on a single worker thread (so the event loop keeps reading sockets). Each pool's
+predictions are handed to the event loop as soon as they exist, before any alarm rule runs; the
+alerts follow once the rules have run; then the tick publishes alerts, writes history, saves
+snapshots and only then sends acks.
 """
 
 from __future__ import annotations
@@ -61,6 +63,9 @@ class Outcome:
     snapshot: bytes | None = None
     ack: int = 0
     finished: bool = False
+    sent_rows: bool = False       # its predictions went out early (_send_early)
+    samples: np.ndarray | None = None  # (n,) the last input sample of each output step
+    starts: np.ndarray | None = None   # (n,) the first
 
 
 class Engine:
@@ -228,7 +233,7 @@ class Engine:
 
     async def _not_monitoring(self) -> None:
         """Raise not_monitoring for streaming sessions without data for longer than their timeout
-        (wall clock; a session that is behind is not waiting for data); data clears it (``_outcome``)."""
+        (wall clock; a session that is behind is not waiting for data); data clears it (``_alarms``)."""
         now = time.perf_counter()
         seen = self._nm_seen
         for s in list(self.sessions.values()):
@@ -328,7 +333,9 @@ class Engine:
         return works
 
     def _compute(self, works: list[Work]) -> list[Outcome]:
-        """Worker thread: preprocess, one step per pool, alarms, snapshots."""
+        """Worker thread: preprocess, one step per pool and the predictions of every pool first
+        (sent as soon as each pool's exist), then the alarms and snapshots, whose cost no
+        prediction waits for."""
         ready: dict[int, list[tuple[Work, np.ndarray, np.ndarray]]] = {}
         stretches = {}
         kinds: dict[tuple, list[tuple[Work, np.ndarray]]] = {}  # sessions whose preprocessors compute alike
@@ -347,31 +354,46 @@ class Engine:
                 if w.flush and s.consumed > 0:
                     y, mask = _pad(s, y, mask)
                 ready.setdefault(id(s.pool), []).append((w, y, mask))
-        outcomes = []
+        outcomes, later = [], []
         for items in ready.values():
             pool = items[0][0].session.pool
             t0 = time.perf_counter()
             outs = pool.step([w.session.slot for w, _, _ in items], [y for _, y, _ in items], [m for _, _, m in items])
             M.INFERENCE.observe(time.perf_counter() - t0)
             M.BATCH_SIZE.observe(len(items))
-            group = [self._outcome(w, out, stretches[w.session.id], _quality(w.session, y, mask, out))
-                     for (w, y, mask), out in zip(items, outs)]
+            group = []
+            for (w, y, mask), out in zip(items, outs):
+                suppress_q = _quality(w.session, y, mask, out)
+                o = self._predictions(w, out)
+                group.append(o)
+                later.append((o, w, out, stretches[w.session.id], suppress_q))
             outcomes += group
-            if self._loop is not None:  # this pool's messages go out while the next pool computes
-                self._loop.call_soon_threadsafe(self._send_early, group)
+            self._send_early(group)
+        for o, w, out, stretch, suppress_q in later:
+            self._alarms(o, w, out, stretch, suppress_q)
+        self._send_early(outcomes)
         return outcomes
 
-    @staticmethod
-    def _send_early(outcomes: list[Outcome]) -> None:
-        """Event loop: send one pool's predictions and alerts of this tick as soon as they exist (in
-        order, before this tick's acks, which :meth:`_deliver` sends once history and snapshots are
-        written; this callback runs before the tick's ``_compute`` result is seen, FIFO)."""
+    def _send_early(self, outcomes: list[Outcome]) -> None:
+        """Worker thread: hand the messages these outcomes hold so far to the event loop, which
+        sends them in order, before this tick's acks (:meth:`_deliver` sends those once history
+        and snapshots are written; the loop runs these callbacks first, FIFO). Without a loop
+        (:meth:`start` not called) :meth:`_deliver` sends everything."""
+        if self._loop is None:
+            return
+        batch = []
         for o in outcomes:
-            if o.session.connection is not None and o.messages:
-                o.session.connection.send_many(o.messages)
-            o.messages = []
+            first_rows = bool(o.rows) and not o.sent_rows
+            if o.messages or first_rows:
+                batch.append((o.session, o.messages, first_rows))
+                o.sent_rows = o.sent_rows or first_rows
+                o.messages = []   # a new list: the loop owns the one it was given
+        if batch:
+            self._loop.call_soon_threadsafe(_send_batch, batch)
 
-    def _outcome(self, w: Work, out, stretches, suppress_q: np.ndarray | None = None) -> Outcome:
+    def _predictions(self, w: Work, out) -> Outcome:
+        """The prediction rows and messages of one session's output steps (nothing else waits for
+        them: they go out before the alarms run)."""
         s = w.session
         o = Outcome(s)
         n, real_end = len(out.probs), w.first + len(w.x)
@@ -382,6 +404,7 @@ class Engine:
         starts[k == 0] = 0
         if w.flush:
             samples, starts = np.minimum(samples, real_end - 1), np.minimum(starts, real_end - 1)
+        o.samples, o.starts = samples, starts
         labels = s.model.config.labels
         numerics = s.model.config.numerics
         for smp, p, v in zip(samples.tolist(), out.probs.tolist(), out.numerics.tolist()):
@@ -392,12 +415,19 @@ class Engine:
                 o.messages.append(b'{"type":"prediction","sample":%d,"probs":%s%s}'
                                   % (smp, probs, b',"numerics":' + nums if nums else b""))
         M.PREDICTIONS.labels(s.hello.modality).inc(n)
+        return o
+
+    def _alarms(self, o: Outcome, w: Work, out, stretches, suppress_q: np.ndarray | None = None) -> None:
+        """The alarm rules over one session's chunk (its alerts and strips), then its snapshot
+        when the chunk reaches an ack point."""
+        s = w.session
+        real_end = w.first + len(w.x)
         # alarms: hello settings, not_monitoring cleared by data, then every source of this chunk
         s.alarms.use_hello(s.hello)
         x = w.model_x
         o.alerts = s.alarms.not_monitoring(False, w.first, real_end - 1) if len(w.x) else []
-        o.alerts += s.alarms.process(w.first, real_end, stretches, starts, samples, out.probs, out.attribution, x,
-                                     flush=w.flush, suppress_q=suppress_q)
+        o.alerts += s.alarms.process(w.first, real_end, stretches, o.starts, o.samples, out.probs, out.attribution,
+                                     x, flush=w.flush, suppress_q=suppress_q)
         o.finished = w.flush
         o.messages += _alert_messages(s, o.alerts)
         o.strips = _strip_rows(s, s.alarms.strip_parts(real_end, final=w.flush))
@@ -405,14 +435,13 @@ class Engine:
             o.ack = real_end
             if not w.flush:
                 o.snapshot = s.snapshot()
-        return o
 
     async def _deliver(self, outcomes: list[Outcome]) -> None:
         now = time.perf_counter()
         for o in outcomes:
             if o.session.connection is not None and o.messages:
                 o.session.connection.send_many(o.messages)
-            if o.rows:
+            if o.rows and not o.sent_rows:
                 M.FRAME_TO_PREDICTION.observe(now - o.session.last_frame_at)
         alerts = [a for o in outcomes for a in o.alerts]
         _count_published(alerts)
@@ -526,6 +555,18 @@ def _strip_rows(s: Session, parts: list[tuple[str, int, int, int]]) -> list[tupl
         rows.append((aid, s.id, start, first, s.hello.sample_rate, channels, s.hello.units, data.shape[1],
                      len(data), data.astype("<f4").tobytes()))
     return rows
+
+
+def _send_batch(batch: list[tuple[Session, list[bytes], bool]]) -> None:
+    """Event loop: send each session's messages handed over by :meth:`Engine._send_early`
+    (``with_predictions``: this tick's predictions, sent now or not asked for; their latency is
+    observed)."""
+    now = time.perf_counter()
+    for session, messages, with_predictions in batch:
+        if session.connection is not None and messages:
+            session.connection.send_many(messages)
+        if with_predictions:
+            M.FRAME_TO_PREDICTION.observe(now - session.last_frame_at)
 
 
 @functools.lru_cache(maxsize=None)
