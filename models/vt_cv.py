@@ -15,11 +15,12 @@ alarms on the other half only. Here every record is scored by a network that nev
    ``--steps`` optimiser steps (default: the shipped checkpoint's 1333, so that the load of the
    machine does not change the run; the clock budget is lifted). Checkpoints go to ``--work``;
    one that exists is reused, so an interrupted run resumes. ``--jobs`` trainings run at once,
-   one torch thread each (about 10 minutes each, three at a time, on this project's 2-core
+   one torch thread each (20–30 minutes each, three at a time, on this project's 2-core
    machine). ``--cinc2015-bags`` trains them with ``vigil train ecg --cinc2015-bags`` (an
    experiment, docs/beats.md: "Training the vt output on bags"). A checkpoint found in
    ``--work`` must hold out the fold's records and have been trained with the same steps, seed
-   and ``--cinc2015-bags``; otherwise the run stops.
+   and ``--cinc2015-bags``; otherwise the run stops. A training child ends when the run is killed
+   (:func:`exit_with_parent`).
 3. Each fold's records are streamed through the service's rhythm source with that fold's network
    as the gate (:func:`models.evaluate.cinc2015_vt_alarm`, as in ``vigil evaluate ecg``): an
    alarm is *detected* when a VT run overlaps the 10 s before the alarm at 300 s.
@@ -55,6 +56,28 @@ SERVICE = "service: beat-classifier VT run in the 10 s"   # the decision row of 
 SHIPPED_STEPS = 1333   # optimiser steps of the shipped vigil-ecg checkpoint (its model card)
 BOOTSTRAP_SEED = 0
 GATE_CHOSEN_IN_CV = "service, gate level chosen inside the CV"   # the decision row of --gate-levels
+
+
+PARENT_POLL_S = 2.0   # how often a training child checks that the run that started it still exists
+
+
+def exit_with_parent(poll_s: float = PARENT_POLL_S) -> None:
+    """Initializer of the training children: a daemon thread ends the child once its parent is
+    gone (reparented: ``os.getppid()`` changed). A run killed by a signal it cannot handle (``kill``,
+    ``pkill -f models.vt_cv``) otherwise leaves its trainings running, for tens of minutes, on every
+    core the next job needs; an interrupt from the terminal reaches the children itself."""
+    import os
+    import threading
+    import time
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def fold_checkpoint(work: Path, k: int) -> Path:
@@ -191,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"training {len(todo)} fold network(s), {args.steps} steps each, {args.jobs} at once; "
                       f"logs: {args.work}/fold<k>.log")
         with Progress(console=console) as progress, ProcessPoolExecutor(
-                max_workers=max(1, args.jobs), mp_context=multiprocessing.get_context("spawn")) as pool:
+                max_workers=max(1, args.jobs), mp_context=multiprocessing.get_context("spawn"),
+                initializer=exit_with_parent) as pool:
             task = progress.add_task("fold networks trained", total=len(todo))
             futures = {pool.submit(train_fold, str(args.work), k, folds[k], args.steps, args.seed, args.cinc2015_bags): k
                        for k in todo}

@@ -3,6 +3,13 @@ the 5-fold VT score (models/vt_cv.py)."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -144,3 +151,45 @@ def test_a_fold_checkpoint_trained_otherwise_is_refused(tmp_path, capsys):
     assert main(["--work", str(tmp_path), "--cinc2015-bags"]) == 2
     out = capsys.readouterr().out
     assert "vigil-ecg-fold0.pt was trained with" in out and "'cinc2015_bags': True" in out
+
+
+CHILD_OF_A_KILLED_RUN = """
+import functools, multiprocessing, os, time
+from concurrent.futures import ProcessPoolExecutor
+from models.vt_cv import exit_with_parent
+
+if __name__ == "__main__":
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=functools.partial(exit_with_parent, 0.2)) as pool:
+        print(pool.submit(os.getpid).result(), flush=True)
+        pool.submit(time.sleep, 120).result()
+"""
+
+
+def _running(pid: int) -> bool:
+    """The process exists and is not a zombie (Linux /proc)."""
+    try:
+        state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads /proc")
+def test_a_training_child_ends_when_the_run_that_started_it_is_killed(tmp_path):
+    script = tmp_path / "run.py"
+    script.write_text(CHILD_OF_A_KILLED_RUN)
+    run = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
+                           cwd=Path(__file__).resolve().parents[2])
+    try:
+        child = int(run.stdout.readline())
+        time.sleep(0.5)
+        assert _running(child)                      # the child is busy with its long task
+        run.send_signal(signal.SIGKILL)             # a signal the run cannot handle: no clean-up
+        run.wait(10)
+        deadline = time.monotonic() + 10
+        while _running(child) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _running(child)
+    finally:
+        run.kill()
