@@ -8,6 +8,7 @@ import orjson
 
 from models.beats import ALIKE, ALTERNATING, RunEvent
 from models.vt_leads import AGREE, SILENT_PRE_S, LeadRunUnion, agreement, second_counts, union_runs
+from service.alarms.sources import encode_arrays
 
 FS = 250.0
 
@@ -199,3 +200,52 @@ def test_a_flat_first_lead_is_a_lost_lead_not_an_asystole():
     seconds = list(range(int(fs), len(x), int(fs)))
     assert _vt_events(x, fs, True, seconds, kinds=("asystole",)) == []
     _assert_found_with_the_first_lead_lost(x, fs, seed=7)
+
+
+def _exported(src, st) -> bytes:
+    return orjson.dumps(src.export(st), option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def _assert_same_state(a: dict, b: dict) -> None:
+    """Two beat-classifier states, bit for bit and in the same key order."""
+    assert list(a) == list(b)
+    for k in a:
+        x, y = np.asarray(a[k]), np.asarray(b[k])
+        assert x.dtype == y.dtype and x.shape == y.shape and x.tobytes() == y.tobytes(), k
+
+
+def test_the_second_classifiers_filter_state_is_written_once_and_restored_exactly():
+    """Both leads' classifiers filter the same two leads: a snapshot writes that state (the 4-s
+    filtered buffer and the filter's memory) once, and a restore gives the second its exact
+    copy. Where they differ (a second classifier begun later, as after a snapshot from before
+    it existed) it is written in full."""
+    from models.qrs import RhythmMonitor
+    from service.alarms.sources import SHARED_FILTER, RhythmSource, beat_classifier_for
+
+    x, fs = _v797l()
+    mon = RhythmMonitor(fs)
+    src = RhythmSource(mon, beat_classifier_for(mon))
+    st = src.initial_state()
+    n = int(20 * fs)
+    src.update(st, x[:n], 0)
+    full = {**src.export(st), "b2": encode_arrays(st["b2"])}        # as written before: whole
+    del full["b2_shares"]
+    data = orjson.loads(_exported(src, st))
+    assert data["b2_shares"] == list(SHARED_FILTER) and "buf" not in data["b2"]
+    assert len(_exported(src, st)) < 0.85 * len(orjson.dumps(full, option=orjson.OPT_SERIALIZE_NUMPY))
+    back = src.load(data)
+    _assert_same_state(back["b2"], st["b2"])
+    assert "b2_shares" not in back
+    _assert_same_state(src.load(orjson.loads(orjson.dumps(full, option=orjson.OPT_SERIALIZE_NUMPY)))["b2"], st["b2"])
+
+    # a second classifier begun at 10 s has its own filter state: nothing is shared but "end"
+    late = src.initial_state()
+    src.update(late, x[:int(10 * fs)], 0)
+    late["b2"] = src.beats.initial_state()
+    src.update(late, x[int(10 * fs):n], int(10 * fs))
+    data = orjson.loads(_exported(src, late))
+    assert "buf" in data["b2"] and "zi" not in data["b2_shares"]
+    _assert_same_state(src.load(data)["b2"], late["b2"])
+    # and both restore to the same events from there on
+    assert (src.update(src.load(orjson.loads(_exported(src, st))), x[n:], n, flush=True)
+            == src.update(st, x[n:], n, flush=True))
