@@ -118,6 +118,9 @@ _DOMINANT = [FEATURES.index("is_dominant_a"), FEATURES.index("is_dominant_b")]  
 # it replaces the others whole.
 _IN_PLACE = ("zi", "prev_valid", "templates", "counts", "widths", "hist_seg")
 _FILTER_STATE = ("zi", "prev_valid", "flat_last", "flat_run")   # what _filter reads and updates
+# The state that depends only on the signal filtered: the same for two classifiers of one session's
+# two leads that started together (service/alarms/sources.py writes it once in a snapshot).
+SIGNAL_STATE = ("end", "buf", *_FILTER_STATE)
 
 
 @dataclass
@@ -325,7 +328,7 @@ class BeatClassifier:
         lead's, :mod:`models.vt_leads`) are given the same chunks, and their filters are in the
         same state, so the second takes the first's results instead of filtering again (the
         same inputs give the same bits; any difference, down to the bytes, filters anew)."""
-        key = (x.shape, x.tobytes(), *(_bytes_of(st[k]) for k in _FILTER_STATE))
+        key = (x.shape, x.tobytes(), *(bytes_of(st[k]) for k in _FILTER_STATE))
         if self._last_filter is not None and self._last_filter[0] == key:
             y, after = self._last_filter[1]
             st.update({k: v.copy() for k, v in after.items()})
@@ -531,7 +534,7 @@ def _corr(a: np.ndarray, norm_a: np.float64, b: np.ndarray) -> float:
     return float(np.dot(a, b) / (norm_a * norm(b) + 1e-12))
 
 
-def _bytes_of(a: np.ndarray) -> tuple:
+def bytes_of(a: np.ndarray) -> tuple:
     """An array's type, shape and bytes: equal exactly when the arrays are identical bit for bit."""
     return a.dtype.str, a.shape, a.tobytes()
 

@@ -437,12 +437,7 @@ class Engine:
                 o.snapshot = s.snapshot()
 
     async def _deliver(self, outcomes: list[Outcome]) -> None:
-        now = time.perf_counter()
-        for o in outcomes:
-            if o.session.connection is not None and o.messages:
-                o.session.connection.send_many(o.messages)
-            if o.rows and not o.sent_rows:
-                M.FRAME_TO_PREDICTION.observe(now - o.session.last_frame_at)
+        _send_batch([(o.session, o.messages, bool(o.rows) and not o.sent_rows) for o in outcomes])
         alerts = [a for o in outcomes for a in o.alerts]
         _count_published(alerts)
         ended = iso(utcnow())

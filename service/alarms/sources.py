@@ -22,6 +22,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from models.beats import SIGNAL_STATE, bytes_of
 from models.detector import EpisodeDetector
 from service import constants as C
 
@@ -134,17 +135,6 @@ class LossTracker:
 
 
 # ------------------------------------------------------------------ QRS detector (models/qrs.py)
-
-
-# The beat classifiers' state that depends only on the signal they filter (models/beats.py), the
-# same for both leads' classifiers of a session (RhythmSource.export writes it once).
-SHARED_FILTER = ("end", "buf", "zi", "prev_valid", "flat_last", "flat_run")
-
-
-def _same_array(a: np.ndarray, b: np.ndarray) -> bool:
-    """Bit for bit: dtype, shape and bytes (NaN where NaN)."""
-    a, b = np.asarray(a), np.asarray(b)
-    return a.dtype == b.dtype and a.shape == b.shape and np.ascontiguousarray(a).tobytes() == np.ascontiguousarray(b).tobytes()
 
 
 def encode_arrays(arrays: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -288,15 +278,15 @@ class RhythmSource:
 
     def export(self, st: dict) -> dict:
         """``st`` as JSON-able data (exact). The second lead's classifier filters the same two leads
-        as the first, so its filtered buffer and filter state (:data:`SHARED_FILTER`, a third of an
-        ECG snapshot) are the first's whenever both started together: they are then written once,
-        and ``"b2_shares"`` names them."""
+        as the first, so its filtered buffer and filter state (:data:`models.beats.SIGNAL_STATE`,
+        a sixth of an ECG snapshot) are the first's whenever both started together: they are then
+        written once, and ``"b2_shares"`` names them."""
         out = {**st, "m": encode_arrays(st["m"]), "b": encode_arrays(st["b"]) if st.get("b") is not None else None,
                "a": encode_arrays(st["a"]) if st.get("a") is not None else None,
                "buf": encode_arrays({"x": st["buf"]})}
         if "m2" in st:
             b, b2 = st["b"], st["b2"]
-            shared = [k for k in SHARED_FILTER if k in b and k in b2 and _same_array(b[k], b2[k])]
+            shared = [k for k in SIGNAL_STATE if k in b and k in b2 and bytes_of(b[k]) == bytes_of(b2[k])]
             out |= {"m2": encode_arrays(st["m2"]), "b2": encode_arrays({k: v for k, v in b2.items() if k not in shared}),
                     "b2_shares": shared}
         return out
@@ -311,8 +301,9 @@ class RhythmSource:
         buf = decode_arrays(st["buf"])["x"]
         if "m2" in st:
             own, shares = decode_arrays(st["b2"]), set(st.get("b2_shares", ()))
-            b2 = {k: b[k].copy() if k in shares else own[k] for k in [*b, *(k for k in own if k not in b)]
-                  if k in shares or k in own}    # (in the first classifier's key order, as written)
+            # the shared arrays back in their places: both classifiers' states have the same key order
+            b2 = {k: b[k].copy() if k in shares else own[k] for k in b if k in shares or k in own}
+            b2 |= {k: v for k, v in own.items() if k not in b2}
             second = {"m2": decode_arrays(st["m2"]), "b2": b2, "u": st["u"]}
         else:
             second = self._second_lead()               # (a snapshot from before the second lead: it starts now)

@@ -220,7 +220,8 @@ def test_the_second_classifiers_filter_state_is_written_once_and_restored_exactl
     copy. Where they differ (a second classifier begun later, as after a snapshot from before
     it existed) it is written in full."""
     from models.qrs import RhythmMonitor
-    from service.alarms.sources import SHARED_FILTER, RhythmSource, beat_classifier_for
+    from models.beats import SIGNAL_STATE
+    from service.alarms.sources import RhythmSource, beat_classifier_for
 
     x, fs = _v797l()
     mon = RhythmMonitor(fs)
@@ -231,7 +232,7 @@ def test_the_second_classifiers_filter_state_is_written_once_and_restored_exactl
     full = {**src.export(st), "b2": encode_arrays(st["b2"])}        # as written before: whole
     del full["b2_shares"]
     data = orjson.loads(_exported(src, st))
-    assert data["b2_shares"] == list(SHARED_FILTER) and "buf" not in data["b2"]
+    assert data["b2_shares"] == list(SIGNAL_STATE) and "buf" not in data["b2"]
     assert len(_exported(src, st)) < 0.85 * len(orjson.dumps(full, option=orjson.OPT_SERIALIZE_NUMPY))
     back = src.load(data)
     _assert_same_state(back["b2"], st["b2"])
