@@ -11,8 +11,10 @@ prediction JSON, snapshots) on this thread, and with ``--store`` writes the tick
 real SQLite store. Nothing waits on a clock, so the figure is CPU, not latency.
 
 Printed: CPU ms per session-second of signal (process CPU, so the SQLite thread counts), the
-mean batch size, and the slowest tick. It is the engine's share of the server's cost; the
-websocket side (about 1 ms per session-second here, see NOTES) comes on top.
+mean batch size, the slowest tick, and the CPU of opening a session (``Session.build``, which the
+server runs on its event loop: every frame waits behind it while hundreds reconnect). It is the
+engine's share of the server's cost; the websocket side (about 1 ms per session-second here, see
+NOTES) comes on top.
 ``--dump FILE`` saves every prediction row, so two versions of the code can be compared.
 ``--compare-quality`` runs twice, with the quality heads (``models/sqi.py``) and without, and
 prints the ratio of the two costs (same run, same machine load); ``--compare-second-lead`` does the
@@ -55,7 +57,7 @@ async def main_async(args) -> dict:
     store = await Store.connect(None, Path(tempfile.mkdtemp(prefix="vigil-ebench-"))) if args.store else None
     engine = Engine(settings, models, None, store)
     (ecg, fs_e, ch_e), (eeg, fs_g, ch_g) = signals(args.seconds)
-    sessions = []
+    sessions, opened = [], 0.0
     for i in range(args.sessions):
         modality, x, fs, ch = ("ecg", ecg, fs_e, ch_e) if i % 2 == 0 else ("eeg", eeg, fs_g, ch_g)
         hello = Hello(f"bench-{i}", modality, fs, tuple(ch), "uV")
@@ -65,7 +67,10 @@ async def main_async(args) -> dict:
         if pool is None:
             from models.state import StatePool
             pool = engine.pools[key] = StatePool(model.network, key[1], 16)
+        t_open = time.thread_time()
         s = Session.build(hello, model, pool, pool.alloc(), settings.strip_seconds, quality_heads=args.quality)
+        if i >= 2:                                 # each modality's first session loads shared files
+            opened += time.thread_time() - t_open
         engine.sessions[s.id] = s
         frame = int(FRAME_S * fs)
         sessions.append((s, x, fs, frame, FRAME_S * i / args.sessions, [0]))
@@ -127,7 +132,7 @@ async def main_async(args) -> dict:
         np.savez(args.dump, sid=sid, sample=smp, probs=np.array([r[2] for r in rows]))
     cost = np.array([c for c, _ in ticks])
     snap = np.array([k for _, k in ticks])
-    return dict(cpu=cpu, wall=wall, ticks=n_ticks, calls=n_calls, batched=n_batched, worst=worst,
+    return dict(cpu=cpu, wall=wall, open_ms=1e3 * opened / max(1, args.sessions - 2), ticks=n_ticks, calls=n_calls, batched=n_batched, worst=worst,
                 predictions=len(rows), p50=np.percentile(cost, 50), p99=np.percentile(cost, 99),
                 snap_ticks=(cost[snap > 0].mean() if (snap > 0).any() else float("nan"), snap.max()))
 
@@ -181,6 +186,7 @@ def main() -> int:
           f"slowest tick {1e3 * r['worst']:.1f} ms CPU; wall {r['wall']:.1f} s")
     print(f"  tick CPU p50 {1e3 * r['p50']:.1f} ms, p99 {1e3 * r['p99']:.1f} ms; ticks with snapshots: mean "
           f"{1e3 * r['snap_ticks'][0]:.1f} ms, up to {r['snap_ticks'][1]} snapshots in one tick")
+    print(f"  opening a session (Session.build, on the event loop in the server): {r['open_ms']:.2f} ms CPU")
     return 0
 
 
@@ -191,15 +197,21 @@ def against(args) -> int:
     flags = ["--sessions", str(args.sessions), "--seconds", str(args.seconds), "--tick", str(args.tick)]
     flags += (["--store"] if args.store else []) + ([] if args.quality else ["--no-quality"])
     costs: dict[str, list[float]] = {"this": [], "other": []}
+    opens: dict[str, list[float]] = {"this": [], "other": []}
     for _ in range(args.rounds):
         for name, root in (("other", args.against.resolve()), ("this", here)):
             out = subprocess.run([sys.executable, str(root / "bench" / "engine_bench.py"), *flags], cwd=root,
                                  env={**os.environ, "PYTHONPATH": str(root)}, capture_output=True, text=True, check=True)
             ms = float(re.search(r"= ([0-9.]+) ms per session-second", out.stdout).group(1))
             costs[name].append(ms)
-            print(f"{name:5s} ({root}): {ms:.3f} ms per session-second")
+            found = re.search(r"opening a session .*: ([0-9.]+) ms CPU", out.stdout)  # absent in older checkouts
+            opens[name].append(float(found.group(1)) if found else float("nan"))
+            print(f"{name:5s} ({root}): {ms:.3f} ms per session-second, {opens[name][-1]:.2f} ms per session opened")
     this, other = min(costs["this"]), min(costs["other"])
     print(f"engine CPU, this checkout / {args.against}: {this:.3f} / {other:.3f} ms per session-second = "
+          f"{this / other:.3f} (best of {args.rounds} each)")
+    this, other = min(opens["this"]), min(opens["other"])
+    print(f"opening a session, this checkout / {args.against}: {this:.2f} / {other:.2f} ms CPU = "
           f"{this / other:.3f} (best of {args.rounds} each)")
     return 0
 

@@ -56,8 +56,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.signal import butter, sosfilt_zi
 
+from models.filter_design import butter_sos, rest_state, writable
 from models.flatline import FLAT_LEAD_S, flat_samples
 from models.mlp import TanhMLP, load_weights_file
 from models.small_arrays import finite_columns, median_of_few, norm, row_medians, row_norms, sos_filter
@@ -204,8 +204,8 @@ class BeatClassifier:
 
     def __init__(self, fs: float, n_leads: int = 2, weights: BeatWeights | None = None):
         self.fs, self.n_leads, self.weights = float(fs), min(2, max(1, int(n_leads))), weights
-        self.sos = butter(2, BAND_HZ, btype="bandpass", fs=self.fs, output="sos")
-        self.zi_unit = sosfilt_zi(self.sos)
+        self.sos = writable(butter_sos(2, BAND_HZ, "bandpass", self.fs))
+        self.zi_unit = rest_state(2, BAND_HZ, "bandpass", self.fs)
         self.pre, self.post = round(PRE_S * self.fs), round(POST_S * self.fs)
         self.lag = max(1, round(LAG_S * self.fs))
         self.lags = np.arange(-self.lag, self.lag + 1, 2)

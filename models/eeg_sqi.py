@@ -49,6 +49,7 @@ import numpy as np
 from scipy import signal as sps
 
 from models.config import ModelConfig
+from models.filter_design import butter_sos
 from models.mlp import TanhMLP, load_weights_file
 from models.small_arrays import sosfilt_core
 
@@ -70,15 +71,16 @@ FEATURES = (*(f"rel_{q}" for q in QUANTITIES), *(f"z_{q}" for q in QUANTITIES), 
 
 
 def band_filters(fs: float) -> np.ndarray:
-    """``(B, 2, 6)`` second-order sections of the :data:`BANDS_HZ` filters at ``fs`` Hz."""
+    """``(B, 2, 6)`` second-order sections of the :data:`BANDS_HZ` filters at ``fs`` Hz (a new array;
+    the designs are made once per rate, :mod:`models.filter_design`)."""
     out = []
     for lo, hi in BANDS_HZ:
         if lo is None:
-            sos = sps.butter(2 * BAND_ORDER, hi, btype="lowpass", fs=fs, output="sos")
+            sos = butter_sos(2 * BAND_ORDER, hi, "lowpass", fs)
         elif hi is None:
-            sos = sps.butter(2 * BAND_ORDER, lo, btype="highpass", fs=fs, output="sos")
+            sos = butter_sos(2 * BAND_ORDER, lo, "highpass", fs)
         else:
-            sos = sps.butter(BAND_ORDER, [lo, hi], btype="bandpass", fs=fs, output="sos")
+            sos = butter_sos(BAND_ORDER, (lo, hi), "bandpass", fs)
         out.append(sos)
     return np.stack(out)
 

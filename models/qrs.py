@@ -46,12 +46,14 @@ empty and 1-sample chunks, gives exactly the same beats and events.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.ndimage import maximum_filter1d
-from scipy.signal import butter, group_delay, sos2tf, sosfilt_zi
+from scipy.signal import group_delay, sos2tf
 
+from models.filter_design import butter_sos, rest_state, writable
 from models.flatline import FLAT_LEAD_S, flat_samples
 from models.small_arrays import fir_filter, median_of_few, sos_filter
 
@@ -185,16 +187,14 @@ class RhythmMonitor:
         if not (np.isfinite(fs) and 50.0 <= fs <= 4096.0):
             raise ValueError(f"Invalid sample_rate: expected 50–4096 Hz, got {fs:g}")
         self.fs = fs
-        self.sos = butter(2, BAND_HZ, btype="bandpass", fs=fs, output="sos")  # (2, 6)
-        self.zi_unit = sosfilt_zi(self.sos)                                    # (2, 2) per unit input
+        self.sos = writable(butter_sos(2, BAND_HZ, "bandpass", fs))           # (2, 6)
+        self.zi_unit = rest_state(2, BAND_HZ, "bandpass", fs)                  # (2, 2) per unit input
         self.k_deriv = max(1, round(DERIV_S * fs))
         self.b_deriv = np.zeros(self.k_deriv + 1)
         self.b_deriv[[0, -1]] = (1.0, -1.0)
         self.n_mwi = max(2, round(MWI_S * fs))
         self.b_mwi = np.full(self.n_mwi, 1.0 / self.n_mwi)
-        b, a = sos2tf(self.sos)
-        _, gd = group_delay((b, a), w=[10.0], fs=fs)
-        self.delay_bp = int(round(float(gd[0])))           # samples, band-pass delay at 10 Hz
+        self.delay_bp = _bandpass_delay(fs)                # samples, band-pass delay at 10 Hz
         self.pre = max(1, round(PRE_S * fs))
         self.post = max(1, round(POST_S * fs))
         self.look = self.n_mwi + self.k_deriv               # m peak -> QRS search window
@@ -553,6 +553,15 @@ class RhythmMonitor:
 
 
 _ONSET = {"asystole": "asys_onset", "bradycardia": "brady_onset", "tachycardia": "tachy_onset"}
+
+
+@functools.lru_cache(maxsize=32)
+def _bandpass_delay(fs: float) -> int:
+    """Group delay of the :data:`BAND_HZ` band-pass at 10 Hz, whole samples at ``fs`` Hz (once
+    per rate: see :mod:`models.filter_design`)."""
+    b, a = sos2tf(butter_sos(2, BAND_HZ, "bandpass", fs))
+    _, gd = group_delay((b, a), w=[10.0], fs=fs)
+    return int(round(float(gd[0])))
 
 
 def rate_condition_holds(kind: str, bpm: float, active: bool) -> bool:
