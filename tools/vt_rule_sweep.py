@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     alarms = ecg_data.cinc2015_alarms(root)
     folds = cinc2015_folds(alarms)
     if not all(fold_checkpoint(args.work, k).exists() for k in range(len(folds))):
-        console.print(f"[red]{args.work} lacks the fold checkpoints of python -m models.vt_cv")
+        console.print(f"[red]{args.work} lacks the fold checkpoints of python -m models.vt_cv", soft_wrap=True)
         return 2
     pairs = list(itertools.product(args.gate_levels, args.strong_levels))
     runs: dict[tuple[float, float], dict[str, bool]] = {p: {} for p in pairs}
