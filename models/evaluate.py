@@ -204,7 +204,15 @@ def rhythm_episodes(x: np.ndarray, fs: float, chunk_s: float = 1.0, network_out:
     return out
 
 
-def cinc2015_vt_alarm(network: Network, path: Path) -> tuple[bool, float]:
+def cinc2015_network_pass(network: Network, path: Path) -> tuple[np.ndarray, float, StreamOutput]:
+    """A CinC 2015 record's ECG ``(n, c)``, its sample rate (Hz) and ``network``'s outputs over it
+    (:func:`models.stream.run_offline`): what :func:`vt_run_before_alarm` decides from."""
+    rec = ecg_data.read_cinc2015_ecg(path)
+    return rec.signal, rec.sample_rate, run_offline(network, rec.signal, rec.sample_rate)
+
+
+def cinc2015_vt_alarm(network: Network, path: Path,
+                      passed: tuple[np.ndarray, float, StreamOutput] | None = None) -> tuple[bool, float]:
     """One CinC 2015 alarm record's VT decisions for the alarm at 300 s.
 
     Parameters
@@ -213,6 +221,8 @@ def cinc2015_vt_alarm(network: Network, path: Path) -> tuple[bool, float]:
         The ECG network, streamed over the record (its ``vt`` output gates the beat classifier).
     path : Path
         The record (WFDB, without extension).
+    passed : tuple, optional
+        :func:`cinc2015_network_pass` of the record and ``network``, when already computed.
 
     Returns
     -------
@@ -224,12 +234,11 @@ def cinc2015_vt_alarm(network: Network, path: Path) -> tuple[bool, float]:
     """
     cfg = network.config
     det = detectors_from_meta(network.meta, cfg.labels)[VT]
-    rec = ecg_data.read_cinc2015_ecg(path)
-    out = run_offline(network, rec.signal, rec.sample_rate)
+    x, fs, out = passed if passed is not None else cinc2015_network_pass(network, path)
     p = det.smooth(out.probs[:, cfg.labels.index(VT)], cfg.output_rate)
     t = token_times(len(p), network)
     sel = (t[:, 1] > ALARM_WINDOW_S[0]) & (t[:, 1] <= ALARM_WINDOW_S[1])
-    return vt_run_before_alarm(rec.signal, rec.sample_rate, out, network), float(p[sel].max()) if sel.any() else 0.0
+    return vt_run_before_alarm(x, fs, out, network), float(p[sel].max()) if sel.any() else 0.0
 
 
 def vt_run_before_alarm(x: np.ndarray, fs: float, network_out: StreamOutput, network: Network) -> bool:

@@ -29,7 +29,7 @@ alarms on the other half only. Here every record is scored by a network that nev
    threshold.
 
 5. With ``--gate-levels``, the records are scored again at each level of the network gate
-   (:data:`models.beats.GATE_VT`), and once more with each fold's level chosen on the other folds'
+   (:data:`models.beats.GATE_VT`; the network's outputs of step 3 are reused, not recomputed), and once more with each fold's level chosen on the other folds'
    records (:func:`nested_choice`): the score of a level chosen *inside* the cross-validation, which
    the score at the shipped level, chosen on these same folds, is not.
 
@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     from models.data import ecg as ecg_data
     from models.data.paths import datasets_dir
     from models.detector import detectors_from_meta
-    from models.evaluate import alarm_decisions, cinc2015_vt_alarm
+    from models.evaluate import alarm_decisions, cinc2015_network_pass, cinc2015_vt_alarm, vt_run_before_alarm
     from models.labels import VT
     from models.splits import TEST, cinc2015_folds
 
@@ -226,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(1)
     rows, names, truth, runs, network_alarm, networks = [], [], [], [], [], []
+    passes = {}   # with --gate-levels: each record's signal and network outputs, for every level
     with Progress(console=console) as progress:
         task = progress.add_task("records scored", total=len(alarms))
         for k, test in enumerate(folds):
@@ -245,7 +246,10 @@ def main(argv: list[str] | None = None) -> int:
             networks.append(network)
             threshold = detectors_from_meta(network.meta, network.config.labels)[VT].threshold
             for name in test:
-                run, score = cinc2015_vt_alarm(network, c15 / name)
+                passed = cinc2015_network_pass(network, c15 / name)
+                if levels:
+                    passes[name] = passed
+                run, score = cinc2015_vt_alarm(network, c15 / name, passed)
                 names.append(name)
                 truth.append(truth_of[name])
                 runs.append(run)
@@ -267,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
                     decided = []
                     for k, test in enumerate(folds):
                         for name in test:
-                            decided.append(cinc2015_vt_alarm(networks[k], c15 / name)[0])
+                            decided.append(vt_run_before_alarm(*passes[name], networks[k]))
                             progress.advance(task)
                 by_level[lv] = np.array(decided, bool)
         nested, chosen = nested_choice(by_level, truth_a, np.array([r["fold"] for r in rows]))

@@ -32,9 +32,8 @@ from rich.table import Table
 from models.checkpoint import load_model
 from models.data import ecg as ecg_data
 from models.data.paths import datasets_dir
-from models.evaluate import alarm_decisions, vt_run_before_alarm
+from models.evaluate import alarm_decisions, cinc2015_network_pass, vt_run_before_alarm
 from models.splits import cinc2015_folds
-from models.stream import run_offline
 from models.vt_cv import beat_rule_levels, fold_checkpoint
 
 
@@ -65,11 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     for k, name in track(records, description="records", console=console):
         if k != net_fold:
             net, net_fold = load_model(fold_checkpoint(args.work, k)), k
-        rec = ecg_data.read_cinc2015_ecg(root / name)
-        out = run_offline(net, rec.signal, rec.sample_rate)            # once per record, for every pair
+        passed = cinc2015_network_pass(net, root / name)                # once per record, for every pair
         for gate, strong in pairs:
             with beat_rule_levels(GATE_VT=gate, STRONG_VT=strong):
-                runs[gate, strong][name] = vt_run_before_alarm(rec.signal, rec.sample_rate, out, net)
+                runs[gate, strong][name] = vt_run_before_alarm(*passed, net)
     truth = dict(alarms)
     table = Table("GATE_VT", "STRONG_VT", "score", "95% CI", "TP", "FP", "TN", "FN", "missed", "false alarms",
                   title="CinC 2015 VT alarms, fold networks (in-sample choice of levels)")

@@ -193,3 +193,55 @@ def test_a_training_child_ends_when_the_run_that_started_it_is_killed(tmp_path):
         assert not _running(child)
     finally:
         run.kill()
+
+
+@pytest.mark.datasets
+def test_gate_levels_reuse_each_records_network_outputs(tmp_path, monkeypatch):
+    """--gate-levels scores every level from the one network pass per record of the main scoring
+    (the network is not rerun per level), and each level's decisions are the rhythm source's at
+    that level. Two real records (a true alarm the service finds, a false one it lets pass) make
+    the whole data set; the shipped network, relabelled with each fold's split, is every fold's."""
+    import json
+
+    import torch
+
+    from models import evaluate
+    from models.checkpoint import load_model, resolve
+    from models.data import ecg as ecg_data
+    from models.data.paths import datasets_dir
+    from models.vt_cv import SHIPPED_STEPS, beat_rule_levels, fold_checkpoint
+
+    records = {"v197l": True, "v140s": False}
+    src = datasets_dir() / "cinc2015"
+    if not all((src / f"{n}.hea").exists() for n in records):
+        pytest.skip(f"CinC 2015 records {sorted(records)} not under {src} (set VIGIL_DATASETS)")
+    data = tmp_path / "data" / "cinc2015"
+    data.mkdir(parents=True)
+    for name in records:
+        for ext in ("hea", "mat"):
+            (data / f"{name}.{ext}").symlink_to(src / f"{name}.{ext}")
+    (data / "alarms.csv").write_text("recordname,result\n" + "".join(f"{n},{int(t)}\n" for n, t in records.items()))
+    monkeypatch.setenv("VIGIL_DATASETS", str(tmp_path / "data"))
+    work = tmp_path / "work"
+    work.mkdir()
+    ckpt = torch.load(resolve("vigil-ecg"), map_location="cpu", weights_only=True)
+    for k, fold in enumerate(cinc2015_folds(ecg_data.cinc2015_alarms(data), 5)):
+        ckpt["meta"]["split"] = describe("ecg", fold)
+        ckpt["meta"]["training"]["settings"].update(steps=SHIPPED_STEPS, seed=0)
+        torch.save(ckpt, fold_checkpoint(work, k))
+    passes = []
+    real_pass = evaluate.run_offline
+    monkeypatch.setattr(evaluate, "run_offline", lambda *a, **kw: passes.append(1) or real_pass(*a, **kw))
+    report = tmp_path / "cv.json"
+    levels = (0.02, 0.9)
+    assert main(["--work", str(work), "--gate-levels", ",".join(map(str, levels)), "--json", str(report)]) == 0
+    assert len(passes) == len(records)                    # once per record, for the main row and both levels
+    decisions = json.loads(report.read_text())["decisions"]
+    network = load_model(resolve("vigil-ecg"))
+    for level in levels:
+        with beat_rule_levels(GATE_VT=level):
+            found = {n: evaluate.vt_run_before_alarm(*evaluate.cinc2015_network_pass(network, data / n), network)
+                     for n in records}
+        d = decisions[f"service, gate level {level:g}"]
+        assert (d["tp"], d["fn"], d["fp"], d["tn"]) == (int(found["v197l"]), int(not found["v197l"]),
+                                                        int(found["v140s"]), int(not found["v140s"]))
