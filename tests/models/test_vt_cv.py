@@ -196,7 +196,7 @@ def test_a_training_child_ends_when_the_run_that_started_it_is_killed(tmp_path):
 
 
 @pytest.mark.datasets
-def test_gate_levels_reuse_each_records_network_outputs(tmp_path, monkeypatch):
+def test_gate_levels_reuse_each_records_network_outputs(two_cinc2015_alarms, tmp_path, monkeypatch):
     """--gate-levels scores every level from the one network pass per record of the main scoring
     (the network is not rerun per level), and each level's decisions are the rhythm source's at
     that level. Two real records (a true alarm the service finds, a false one it lets pass) make
@@ -208,20 +208,10 @@ def test_gate_levels_reuse_each_records_network_outputs(tmp_path, monkeypatch):
     from models import evaluate
     from models.checkpoint import load_model, resolve
     from models.data import ecg as ecg_data
-    from models.data.paths import datasets_dir
     from models.vt_cv import SHIPPED_STEPS, beat_rule_levels, fold_checkpoint
 
-    records = {"v197l": True, "v140s": False}
-    src = datasets_dir() / "cinc2015"
-    if not all((src / f"{n}.hea").exists() for n in records):
-        pytest.skip(f"CinC 2015 records {sorted(records)} not under {src} (set VIGIL_DATASETS)")
-    data = tmp_path / "data" / "cinc2015"
-    data.mkdir(parents=True)
-    for name in records:
-        for ext in ("hea", "mat"):
-            (data / f"{name}.{ext}").symlink_to(src / f"{name}.{ext}")
-    (data / "alarms.csv").write_text("recordname,result\n" + "".join(f"{n},{int(t)}\n" for n, t in records.items()))
-    monkeypatch.setenv("VIGIL_DATASETS", str(tmp_path / "data"))
+    data = two_cinc2015_alarms
+    records = dict(ecg_data.cinc2015_alarms(data))
     work = tmp_path / "work"
     work.mkdir()
     ckpt = torch.load(resolve("vigil-ecg"), map_location="cpu", weights_only=True)

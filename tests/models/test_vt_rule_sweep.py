@@ -12,16 +12,12 @@ import pytest
 from models.beats import GATE_VT, STRONG_VT
 from models.checkpoint import load_model
 from models.data import ecg as ecg_data
-from models.data.paths import datasets_dir
 from models.evaluate import vt_run_before_alarm
 from models.stream import run_offline
 from models.vt_cv import beat_rule_levels, fold_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "models" / "checkpoints" / "vigil-ecg.pt"
-# one true VT alarm the service detects (only while the gate's levels are low) and one false alarm
-# it lets pass (vigil-ecg-alarms-eval.json)
-RECORDS = {"v197l": True, "v140s": False}
 
 
 def _sweep():
@@ -32,39 +28,30 @@ def _sweep():
 
 
 @pytest.fixture
-def two_records(tmp_path, monkeypatch):
-    """A datasets folder holding two real CinC 2015 records, and a work folder whose five fold
-    networks are the shipped one."""
-    src = datasets_dir() / "cinc2015"
-    if not all((src / f"{n}.hea").exists() for n in RECORDS):
-        pytest.skip(f"CinC 2015 records {sorted(RECORDS)} not under {src} (VIGIL_DATASETS)")
-    data = tmp_path / "data" / "cinc2015"
-    data.mkdir(parents=True)
-    for name in RECORDS:
-        for ext in ("hea", "mat"):
-            (data / f"{name}.{ext}").symlink_to(src / f"{name}.{ext}")
-    (data / "alarms.csv").write_text("recordname,result\n" + "".join(f"{n},{int(t)}\n" for n, t in RECORDS.items()))
-    monkeypatch.setenv("VIGIL_DATASETS", str(tmp_path / "data"))
+def two_records(two_cinc2015_alarms, tmp_path):
+    """The two-record CinC 2015 data set (v197l true, v140s false), its alarms, and a work folder
+    whose five fold networks are the shipped one."""
+    data = two_cinc2015_alarms
     work = tmp_path / "work"
     work.mkdir()
     for k in range(5):
         fold_checkpoint(work, k).symlink_to(SHIPPED)
-    return data, work
+    return data, dict(ecg_data.cinc2015_alarms(data)), work
 
 
 @pytest.mark.datasets
 def test_decisions_are_the_rhythm_sources_at_each_pair_of_levels(two_records, tmp_path):
-    data, work = two_records
+    data, records, work = two_records
     out = tmp_path / "sweep.json"
     pairs = [(GATE_VT, STRONG_VT), (0.9, 0.95)]
     assert _sweep()([str(work), f"{GATE_VT},0.9", f"{STRONG_VT},0.95", "--json", str(out)]) == 0
     got = json.loads(out.read_text())
     assert sorted(got) == sorted(f"{g},{s}" for g in (GATE_VT, 0.9) for s in (STRONG_VT, 0.95))
     # at the shipped levels: the service's decisions of the alarms evaluation
-    assert got[f"{GATE_VT},{STRONG_VT}"] == RECORDS
+    assert got[f"{GATE_VT},{STRONG_VT}"] == records
     assert got["0.9,0.95"]["v197l"] is False          # the levels reach the rule: a strict gate misses it
     network = load_model(SHIPPED)
-    for name in RECORDS:
+    for name in records:
         rec = ecg_data.read_cinc2015_ecg(data / name)
         net_out = run_offline(network, rec.signal, rec.sample_rate)
         for gate, strong in pairs:
@@ -75,7 +62,7 @@ def test_decisions_are_the_rhythm_sources_at_each_pair_of_levels(two_records, tm
 
 @pytest.mark.datasets
 def test_a_work_folder_without_the_fold_networks_is_refused(two_records, tmp_path, capsys):
-    _, work = two_records
+    _, _, work = two_records
     fold_checkpoint(work, 4).unlink()
     assert _sweep()([str(work), "0.1", "0.5"]) == 2
     assert "lacks the fold checkpoints" in capsys.readouterr().out
