@@ -53,7 +53,8 @@ class Session:
         ctx = AlertContext(hello.session_id, hello.patient_id, hello.modality, hello.sample_rate,
                            self.channels, {"name": model.name, "version": model.version})
         self.alarms = Alarms(ctx, cfg.labels, cfg.output_rate,
-                             detectors=model.detectors if quality_heads else model.fitted_detectors)
+                             detectors=model.detectors if quality_heads else model.fitted_detectors,
+                             saturation=self.quality.limit)
         self.pre_state: PreprocessState = self.pre.init_state()
         self.quality_state: QualityState = self.quality.init_state()
         self.sqi = quality_head_for(cfg, len(self.index)) if quality_heads else None  # models/sqi.py

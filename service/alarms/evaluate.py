@@ -86,7 +86,7 @@ class AlarmRun:
         ctx = AlertContext(name, None, "ecg", fs, tuple(channels), {"name": cfg.name, "version": cfg.version})
         self.alarms = {}
         for key, settings in variants.items():
-            a = Alarms(ctx, cfg.labels, cfg.output_rate, detectors=dets)
+            a = Alarms(ctx, cfg.labels, cfg.output_rate, detectors=dets, saturation=self.quality.limit)
             a.configure(AS.validate(settings, "ecg"))
             self.alarms[key] = a
         self.out = {key: Published() for key in variants}

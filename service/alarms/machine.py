@@ -117,11 +117,15 @@ class Alarms:
         Fitted episode detectors by label (``meta["detectors"]``); defaults otherwise.
     rhythm : callable or None
         ``fs -> RhythmMonitor`` (default: ``models.qrs`` when it exists, ECG only).
+    saturation : float
+        ``|x|`` above this, in the session's units, is saturation (the limit of
+        :class:`service.quality.Quality`): the QRS detectors and the beat classifier read it as
+        missing (:class:`service.alarms.sources.RhythmSource`). Default: no limit.
     """
 
     def __init__(self, ctx: AlertContext, labels: tuple[str, ...], output_rate: float,
                  state: dict[str, Any] | None = None, detectors: dict[str, EpisodeDetector] | None = None,
-                 rhythm: Callable[[float], Any] | None | object = AUTO):
+                 rhythm: Callable[[float], Any] | None | object = AUTO, saturation: float = math.inf):
         self.ctx, self.labels, self.output_rate = ctx, tuple(labels), output_rate
         self.detectors = detectors or {}
         if rhythm is AUTO:
@@ -129,7 +133,8 @@ class Alarms:
         if rhythm is not None:
             monitor = rhythm(ctx.sample_rate)
             beats = beat_classifier_for(monitor)
-            self.rhythm = RhythmSource(monitor, beats, af_detector_for(monitor, beats), gate=VT in self.labels)
+            self.rhythm = RhythmSource(monitor, beats, af_detector_for(monitor, beats), gate=VT in self.labels,
+                                       saturation=saturation)
         else:
             self.rhythm = None
         self.loss = LossTracker(ctx.sample_rate)

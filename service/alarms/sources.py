@@ -212,8 +212,14 @@ class RhythmSource:
     GATE_MAX_WAIT_S = 2.0   # a beat waits at most this long for the network's outputs (a caller
                             # that gives none); in the service they lag the signal by < 0.2 s
 
-    def __init__(self, monitor: Any, beats: Any | None = None, af: Any | None = None, gate: bool = False):
+    def __init__(self, monitor: Any, beats: Any | None = None, af: Any | None = None, gate: bool = False,
+                 saturation: float = math.inf):
         self.monitor, self.beats = monitor, beats
+        # |x| above this (the caller's units) is saturation, not ECG: the detectors and the beat
+        # classifier read it as missing, as the network's preprocessor and the signal-loss alarm do
+        # (DESIGN §3). Fed to the detector, a saturated artefact raises its QRS level so far that it
+        # takes no QRS for a beat until the next artefact: a false asystole (docs/qrs.md).
+        self.saturation = float(saturation)
         self.gate = bool(gate) and beats is not None   # the network's vt output confirms unsure beats
         self.af = af if beats is not None else None
         self.kinds = RATE_KINDS + (("vt",) if beats is not None else ()) + (("af",) if self.af is not None else ())
@@ -335,6 +341,8 @@ class RhythmSource:
         run)."""
         x = np.asarray(x, np.float64)
         x = x[:, :2] if x.ndim > 1 else x[:, None]
+        if math.isfinite(self.saturation):
+            x = np.where(np.abs(x) > self.saturation, np.nan, x)
         if self.beats is None:
             x = x[:, :1]
         prev = st["buf"]
