@@ -155,7 +155,8 @@ def cv_threshold_alarms(scores: np.ndarray, truth: np.ndarray, rng: np.random.Ge
 # --- ECG -----------------------------------------------------------------------------------
 
 def rhythm_episodes(x: np.ndarray, fs: float, chunk_s: float = 1.0, network_out: StreamOutput | None = None,
-                    network: Network | None = None, saturation: float = math.inf) -> dict[str, list[tuple[int, int]]]:
+                    network: Network | None = None, saturation: float | None = None
+                    ) -> dict[str, list[tuple[int, int]]]:
     """AF and VT episodes of the service's rhythm source over a recording.
 
     Parameters
@@ -169,9 +170,10 @@ def rhythm_episodes(x: np.ndarray, fs: float, chunk_s: float = 1.0, network_out:
     network_out, network : StreamOutput, Network, optional
         The network's outputs over ``x`` and the network: their ``vt`` column is the beat
         classifier's gate (:class:`models.beats.VtGate`), as in the service. None: no gate.
-    saturation : float
-        ``|x|`` above this (``x``'s units) is missing to the detectors, as in the service, which
-        passes the model's ``abs_limit_uv`` (:class:`service.alarms.sources.RhythmSource`).
+    saturation : float, optional
+        ``|x|`` above this (``x``'s units) is missing to the detectors, as in the service
+        (:class:`service.alarms.sources.RhythmSource`). None: ``network``'s ``abs_limit_uv`` (``x``
+        in µV), no limit without a network.
 
     Returns
     -------
@@ -184,6 +186,8 @@ def rhythm_episodes(x: np.ndarray, fs: float, chunk_s: float = 1.0, network_out:
 
     mon = RhythmMonitor(fs)
     beats = beat_classifier_for(mon)
+    if saturation is None:
+        saturation = network.config.abs_limit_uv if network is not None else math.inf
     src = RhythmSource(mon, beats, af_detector_for(mon, beats), gate=network_out is not None,
                        saturation=saturation)
     st, step = src.initial_state(), max(1, round(chunk_s * fs))
@@ -259,8 +263,7 @@ def vt_run_before_alarm(x: np.ndarray, fs: float, network_out: StreamOutput, net
         The network's outputs over ``x`` (:func:`models.stream.run_offline`) and the network.
     """
     lo, hi = round(ALARM_WINDOW_S[0] * fs), round(ALARM_WINDOW_S[1] * fs)
-    vt = rhythm_episodes(x[:hi], fs, network_out=network_out, network=network,
-                         saturation=network.config.abs_limit_uv)["vt"]
+    vt = rhythm_episodes(x[:hi], fs, network_out=network_out, network=network)["vt"]
     return any(a < hi and lo < b for a, b in vt)
 
 
@@ -268,8 +271,7 @@ def _mitdb_rows(network: Network, path: Path, name: str, part: str, learning_s: 
     rec = ecg_data.read_wfdb(path)
     fs, n = rec.sample_rate, rec.n_samples
     out = run_offline(network, rec.signal, fs)
-    service = rhythm_episodes(rec.signal, fs, network_out=out, network=network,
-                              saturation=network.config.abs_limit_uv)
+    service = rhythm_episodes(rec.signal, fs, network_out=out, network=network)
     rhythms = ecg_data.mitdb_rhythms(path)
     beats, symbols = ecg_data.mitdb_beats(path)
     ref_af = af_episodes(rhythms, fs, n, learning_s=learning_s)
@@ -306,8 +308,7 @@ def _nstdb_row(network: Network, path: Path, name: str, offset: int = 0
     rec = ecg_data.read_wfdb(path)
     fs, n = rec.sample_rate, rec.n_samples
     out = run_offline(network, rec.signal, fs)
-    service = rhythm_episodes(rec.signal, fs, network_out=out, network=network,
-                              saturation=network.config.abs_limit_uv)
+    service = rhythm_episodes(rec.signal, fs, network_out=out, network=network)
     inside = ecg_data.tokens_in_blocks(token_times(len(out.probs), network) * fs,
                                        ecg_data.nstdb_noise_blocks(n, fs, offset))
     j = network.config.labels.index(NOISE)

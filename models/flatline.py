@@ -15,6 +15,10 @@ lead never reaches one.
 
 (The service's ``signal_loss`` alert uses its own, longer flat-line rule on the raw input,
 :mod:`service.quality`, with the onset at the start of the run.)
+
+A saturated sample (beyond the model's ``abs_limit_uv``, the limit of the network's preprocessor
+and of ``signal_loss``) is no signal either: :func:`saturated_as_missing`, applied by the service's
+rhythm source (docs/qrs.md, "Saturation").
 """
 
 from __future__ import annotations
@@ -22,6 +26,13 @@ from __future__ import annotations
 import numpy as np
 
 FLAT_LEAD_S = 2.0   # a value held this long (s) is a flat line
+
+
+def saturated_as_missing(x: np.ndarray, limit: float) -> np.ndarray:
+    """``x`` with its samples beyond ``limit`` (``|x| > limit``, ``x``'s units) set to NaN (missing);
+    ``x`` itself when ``limit`` is infinite. A saturated artefact fed to the QRS detector would raise
+    its QRS level until no real QRS clears the threshold (a false asystole)."""
+    return np.where(np.abs(x) > limit, np.nan, x) if np.isfinite(limit) else x
 
 
 def flat_samples(x: np.ndarray, last: np.ndarray, run: np.ndarray, n_flat: int, tol: float = 0.0

@@ -35,6 +35,7 @@ from models.data.paths import datasets_dir
 from models.asystole_leads import AsystoleLeads
 from models.brady_leads import BradycardiaLeads
 from models.config import ecg_config
+from models.flatline import saturated_as_missing
 from models.qrs import ASYSTOLE_S, BRADY_BEATS, EVENT_KINDS, TACHY_BEATS, RhythmMonitor, rate_condition_holds
 
 MATCH_S = 0.15          # match window, s
@@ -45,11 +46,6 @@ BRADY_TWO_LEADS = "bradycardia_two_leads"   # ... and bradycardia (models/brady_
 KINDS = (*EVENT_KINDS, TWO_LEADS, BRADY_TWO_LEADS)
 REFERENCE_KIND = {TWO_LEADS: "asystole", BRADY_TWO_LEADS: "bradycardia"}
 SATURATION_UV = ecg_config().abs_limit_uv   # |x| above this is missing (service.alarms.sources.RhythmSource)
-
-
-def unsaturated(x: np.ndarray) -> np.ndarray:
-    """``x`` (µV) with its saturated samples (``|x| >`` :data:`SATURATION_UV`) missing (NaN)."""
-    return np.where(np.abs(x) > SATURATION_UV, np.nan, x)
 
 
 def match_beats(det: np.ndarray, ref: np.ndarray, tol: int) -> int:
@@ -168,7 +164,7 @@ def mitdb_record(path: Path) -> dict:
     rec = ecg_data.read_wfdb(path)
     fs = rec.sample_rate
     mlii = rec.channels.index("MLII")
-    x = unsaturated(rec.signal[:, [mlii, 1 - mlii]].astype(np.float64))
+    x = saturated_as_missing(rec.signal[:, [mlii, 1 - mlii]].astype(np.float64), SATURATION_UV)
     beats, events = detect(x[:, 0], fs)
     events = [*events, *two_lead_conditions(x, fs, beats, events)]
     ref, _ = ecg_data.mitdb_beats(path)
@@ -202,7 +198,7 @@ def cinc2015_record(path: Path, alarm_s: float = ecg_data.CINC2015_ALARM_S) -> d
     rec = ecg_data.read_cinc2015_ecg(path)
     fs = rec.sample_rate
     stop = int(round(alarm_s * fs))
-    x = unsaturated(rec.signal[:stop].astype(np.float64))
+    x = saturated_as_missing(rec.signal[:stop].astype(np.float64), SATURATION_UV)
     beats, events = detect(x[:, 0], fs)
     if x.shape[1] > 1:
         events = [*events, *two_lead_conditions(x, fs, beats, events)]

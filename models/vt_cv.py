@@ -29,9 +29,10 @@ alarms on the other half only. Here every record is scored by a network that nev
    threshold.
 
 5. With ``--gate-levels``, the records are scored again at each level of the network gate
-   (:data:`models.beats.GATE_VT`; the network's outputs of step 3 are reused, not recomputed), and once more with each fold's level chosen on the other folds'
-   records (:func:`nested_choice`): the score of a level chosen *inside* the cross-validation, which
-   the score at the shipped level, chosen on these same folds, is not.
+   (:data:`models.beats.GATE_VT`; the network's outputs of step 3 are reused, not recomputed),
+   and once more with each fold's level chosen on the other folds' records (:func:`nested_choice`):
+   the score of a level chosen *inside* the cross-validation, which the score at the shipped level,
+   chosen on these same folds, is not.
 
 What stays fitted outside the folds: the beat classifier (MIT-BIH only, never CinC 2015) and the
 rule constants of the VT runs (gate, confident network, second-lead guard), which were chosen on

@@ -23,6 +23,7 @@ from typing import Any, Callable
 import numpy as np
 
 from models.beats import SIGNAL_STATE, bytes_of
+from models.flatline import saturated_as_missing
 from models.detector import EpisodeDetector
 from service import constants as C
 
@@ -341,8 +342,7 @@ class RhythmSource:
         run)."""
         x = np.asarray(x, np.float64)
         x = x[:, :2] if x.ndim > 1 else x[:, None]
-        if math.isfinite(self.saturation):
-            x = np.where(np.abs(x) > self.saturation, np.nan, x)
+        x = saturated_as_missing(x, self.saturation)
         if self.beats is None:
             x = x[:, :1]
         prev = st["buf"]

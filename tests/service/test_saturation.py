@@ -10,6 +10,7 @@ import pytest
 from models.config import ecg_config
 from models.data.ecg import read_wfdb
 from models.data.excerpts import excerpt_path
+from models.flatline import saturated_as_missing
 from models.qrs import RhythmMonitor
 from models.state import StatePool
 from service.alarms.sources import RhythmSource, beat_classifier_for
@@ -46,7 +47,7 @@ def _run(x: np.ndarray, fs: float, saturation: float = np.inf) -> list[tuple]:
 
 def _lead0_beats(x: np.ndarray, fs: float, saturation: float = np.inf) -> np.ndarray:
     """Lead 0's detector beats as the rhythm source sees them (saturated samples missing)."""
-    y = np.where(np.abs(x[:, 0]) > saturation, np.nan, x[:, 0])
+    y = saturated_as_missing(x[:, 0], saturation)
     mon = RhythmMonitor(fs)
     return np.asarray(mon.process(y, 0, mon.initial_state())[0].beats)
 
