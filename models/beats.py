@@ -39,7 +39,10 @@ beats of an *alternating* (bidirectional) rhythm > 100 bpm: two morphologies tak
 beat like the one two back on both leads and unlike the one before, every other beat leaning
 ventricular (p >= ``ALT_P``) and the others not the patient's dominant beat on both leads (a
 bidirectional VT whose every other beat resembles the dominant beat on one lead is otherwise
-called ventricular only every other beat, so 5 in a row never form). A run ends at the first
+called ventricular only every other beat, so 5 in a row never form); or at the first of
+``REGULAR_BEATS`` regular beats > 100 bpm, each unlike the patient's dominant beat, that lean
+ventricular as a group (median p >= ``GATE_P``): a monomorphic VT whose beats, no longer premature
+once the run is under way, the classifier leaves under the threshold. A run ends at the first
 beat that is neither ventricular nor the last of such an alternating window (``end`` = that beat)
 or where the signal is lost; a run also continues while the last 5 beats meet the confident-network
 rule (at any rate). Each run names the rule that began it (:data:`RUN_RULES`): the alarm engine does
@@ -104,16 +107,28 @@ GATE_PRE_S, GATE_POST_S = 1.0, 0.5
 # run is added (docs/beats.md, "Confident network").
 STRONG_P = 0.7
 STRONG_VT = 0.3
-# Which rule began a VT run (RunEvent.rule): 5 alike ventricular beats, the confident network, or an
-# alternating (bidirectional) rhythm. A run of alike beats is not held back by the network's noise
-# output (service/alarms/machine.py: five complexes of one shape are not noise).
-ALIKE, CONFIDENT, ALTERNATING = "alike", "confident_network", "alternating"
-RUN_RULES = (ALIKE, CONFIDENT, ALTERNATING)
+# A regular tachycardia of beats unlike the patient's own (the textbook monomorphic VT, whose beats
+# the classifier leaves under the threshold once the run is no longer premature): REGULAR_BEATS
+# beats in a row > VT_BPM, each unlike the dominant template on lead a (correlation <= ALT_UNLIKE),
+# regular (largest / smallest RR <= ALT_REGULARITY), their median p >= GATE_P (or the threshold,
+# if lower). No network. REGULAR_BEATS: the middle of the plateau of a sweep over MIT-BIH
+# (leave-one-record-out) and NSTDB 118e00/e12/e24 alone, where 6-8 beats add no NSTDB run and at
+# most one MIT-BIH false run (docs/beats.md, "Regular unlike beats"); the other constants are the
+# module's own.
+REGULAR_BEATS = 7
+# Which rule began a VT run (RunEvent.rule): 5 alike ventricular beats, the confident network, an
+# alternating (bidirectional) rhythm, or a regular run of beats unlike the dominant one. A run of
+# alike beats is not held back by the network's noise output (service/alarms/machine.py: five
+# complexes of one shape are not noise).
+ALIKE, CONFIDENT, ALTERNATING, UNLIKE_REGULAR = "alike", "confident_network", "alternating", "unlike_regular"
+RUN_RULES = (ALIKE, CONFIDENT, ALTERNATING, UNLIKE_REGULAR)
 WEIGHTS_FILE = Path(__file__).resolve().parent / "checkpoints" / "vigil-beats.json"
 
 LEAD_FEATURES = ("corr_dominant", "log_amplitude_ratio", "width_s", "width_excess_s", "is_dominant")
 FEATURES = tuple(f"{f}_{lead}" for lead in ("a", "b") for f in LEAD_FEATURES) + ("rr_s", "rr_ratio")
 _DOMINANT = [FEATURES.index("is_dominant_a"), FEATURES.index("is_dominant_b")]   # (run_inputs)
+_CORR_DOMINANT_A = FEATURES.index("corr_dominant_a")                              # (run_inputs)
+RUN_INPUTS = 7   # length of run_inputs()
 # State arrays process() changes in place, so it copies them (the caller's state is not modified);
 # it replaces the others whole.
 _IN_PLACE = ("zi", "prev_valid", "templates", "counts", "widths", "hist_seg")
@@ -244,6 +259,8 @@ class BeatClassifier:
             "alt_info": np.zeros((0, 6)),                   # ... (p, not dominant, sims (4,))
             "strong": np.zeros((0, 3)),                     # the last <= VT_BEATS classified beats
                                                             # (sample, p, network vt near it)
+            "regular": np.zeros((0, 3)),                    # the last <= REGULAR_BEATS classified beats
+                                                            # (sample, p, correlation with the dominant, lead a)
         }
 
     # ------------------------------------------------------------------ main entry
@@ -268,7 +285,7 @@ class BeatClassifier:
         threshold : float, optional
             Probability at or above which a beat is ventricular (default: the weights').
         details : list, optional
-            When given, ``(sample, run_inputs (6,))`` of each classified beat are appended to it:
+            When given, ``(sample, run_inputs (RUN_INPUTS,))`` of each classified beat are appended to it:
             what the run rule uses besides ``p`` (see :meth:`run_inputs`; for fitting).
         gate : VtGate, optional
             The network's ``vt`` outputs so far: a beat waits until they cover ``GATE_POST_S``
@@ -309,7 +326,7 @@ class BeatClassifier:
         for b in todo[ready].tolist():
             f = self._features(int(b), buf, buf_start, st)
             p = float(self.weights.prob(f)[0]) if self.weights is not None and f is not None else float("nan")
-            info = self.run_inputs(f, st["sims"]) if f is not None else np.full(6, np.nan)
+            info = self.run_inputs(f, st["sims"]) if f is not None else np.full(RUN_INPUTS, np.nan)
             if f is not None:
                 out.append((int(b), f, p, float(info[0])))
                 if details is not None:
@@ -439,9 +456,10 @@ class BeatClassifier:
     @staticmethod
     def run_inputs(f: np.ndarray, sims: np.ndarray) -> np.ndarray:
         """What the run rule uses of a classified beat besides its probability: its correlations
-        with the beat before (leads a, b) and two before (a, b), nan when there was none, and
-        whether it matched the dominant template on lead a and on lead b. ``(6,)``."""
-        return np.concatenate([sims, f[_DOMINANT]])
+        with the beat before (leads a, b) and two before (a, b), nan when there was none, whether
+        it matched the dominant template on lead a and on lead b, and its correlation with the
+        dominant template on lead a. ``(RUN_INPUTS,)``."""
+        return np.concatenate([sims, f[_DOMINANT], f[[_CORR_DOMINANT_A]]])
 
     def run_step(self, st: dict, b: int, p: float, info: np.ndarray, events: list[RunEvent],
                  threshold: float | None, vt: float = 0.0) -> None:
@@ -457,14 +475,16 @@ class BeatClassifier:
             st["alt_beats"] = np.concatenate([st["alt_beats"], [b]])[-ALT_BEATS:]
             st["alt_info"] = np.concatenate([st["alt_info"], row[None]])[-ALT_BEATS:]
             st["strong"] = np.concatenate([st["strong"], [[b, p, vt]]])[-VT_BEATS:]
+            st["regular"] = np.concatenate([st["regular"], [[b, p, info[6]]]])[-REGULAR_BEATS:]
         else:                                             # no window: the alternation is broken
             st["alt_beats"], st["alt_info"] = np.zeros(0, np.int64), np.zeros((0, 6))
-            st["strong"] = np.zeros((0, 3))
+            st["strong"], st["regular"] = np.zeros((0, 3)), np.zeros((0, 3))
         onset = int(st["vt_onset"])
         # the rate is checked when a run begins; once begun it continues at any rate, as a run of
         # ventricular beats does
         alternating = self._alternating(st, min(ALT_P, thr), rate=onset < 0)
         confident = self._confident(st, rate=onset < 0)
+        regular = self._unlike_regular(st, min(GATE_P, thr), rate=onset < 0)
         if is_v:
             run = np.concatenate([st["run"], [b]])
             st["run_sim"] = (np.concatenate([st["run_sim"], [info[0]]])[-(VT_BEATS - 1):] if len(st["run"])
@@ -473,7 +493,7 @@ class BeatClassifier:
         else:
             st["run"], st["run_sim"] = np.zeros(0, np.int64), np.zeros(0)
         if onset >= 0:
-            if not (is_v or alternating or confident):   # the run ends at this beat
+            if not (is_v or alternating or confident or regular):   # the run ends at this beat
                 events.append(RunEvent(onset, onset, b))
                 st["vt_onset"] = np.asarray(-1, np.int64)
             return
@@ -494,6 +514,11 @@ class BeatClassifier:
             k0 = int(st["alt_beats"][0])
             st["vt_onset"] = np.asarray(k0, np.int64)
             events.append(RunEvent(k0, b, rule=ALTERNATING))
+            return
+        if regular:
+            k0 = int(st["regular"][0, 0])
+            st["vt_onset"] = np.asarray(k0, np.int64)
+            events.append(RunEvent(k0, b, rule=UNLIKE_REGULAR))
 
     def _bpm(self, first: float, last: float, n: int) -> float:
         """Mean rate (bpm) of ``n`` beats from sample ``first`` to sample ``last``."""
@@ -506,6 +531,18 @@ class BeatClassifier:
         if len(k) < VT_BEATS or k[:, 1].min() < STRONG_P or k[:, 2].max() < STRONG_VT:
             return False
         return not rate or self._bpm(k[0, 0], k[-1, 0], VT_BEATS) > VT_BPM
+
+    def _unlike_regular(self, st: dict, p_min: float, rate: bool = True) -> bool:
+        """Whether the last ``REGULAR_BEATS`` classified beats are a regular run of beats unlike the
+        dominant one on lead a (correlation <= ``ALT_UNLIKE``; RR largest / smallest <=
+        ``ALT_REGULARITY``; median p >= ``p_min``), faster than ``VT_BPM`` when ``rate``."""
+        k = st["regular"]
+        if len(k) < REGULAR_BEATS or not (k[:, 2] <= ALT_UNLIKE).all() or np.median(k[:, 1]) < p_min:
+            return False
+        rr = k[1:, 0] - k[:-1, 0]
+        if rr.max() > ALT_REGULARITY * max(1, rr.min()):
+            return False
+        return not rate or self._bpm(k[0, 0], k[-1, 0], REGULAR_BEATS) > VT_BPM
 
     def _alternating(self, st: dict, p_min: float, rate: bool = True) -> bool:
         """Whether the last ``ALT_BEATS`` classified beats are an alternating (bidirectional) run

@@ -29,7 +29,7 @@ from rich.console import Console
 from rich.progress import track
 from rich.table import Table
 
-from models.beats import ALIKE, FEATURES, RUN_RULES, WEIGHTS_FILE, BeatClassifier, BeatWeights, VtGate
+from models.beats import ALIKE, FEATURES, RUN_INPUTS, RUN_RULES, WEIGHTS_FILE, BeatClassifier, BeatWeights, VtGate
 from models.data.ecg import mitdb_beats, mitdb_rhythms, read_wfdb
 from models.data.episodes import vt_episodes
 from models.data.labels import RHYTHM_VF, RHYTHM_VFL, RHYTHM_VT, VENTRICULAR_BEATS
@@ -114,7 +114,7 @@ def stream_features(x: np.ndarray, fs: float, beats: np.ndarray, weights: BeatWe
     p_ventricular : np.ndarray
         ``(m,)``; nan without a window or without ``weights``.
     info : np.ndarray
-        ``(m, 6)`` the run rule's other inputs (:meth:`models.beats.BeatClassifier.run_inputs`).
+        ``(m, RUN_INPUTS)`` the run rule's other inputs (:meth:`models.beats.BeatClassifier.run_inputs`).
     """
     clf = BeatClassifier(fs, n_leads=min(2, x.shape[1]), weights=weights)
     st = clf.initial_state()
@@ -129,7 +129,7 @@ def stream_features(x: np.ndarray, fs: float, beats: np.ndarray, weights: BeatWe
     missing = (np.full(len(FEATURES), np.nan), np.nan)
     got = [out.get(int(b), missing) for b in beats]
     return (np.array([f for f, _ in got]).reshape(-1, len(FEATURES)), np.array([p for _, p in got], np.float64),
-            np.array([info.get(int(b), np.full(6, np.nan)) for b in beats]).reshape(-1, 6))
+            np.array([info.get(int(b), np.full(RUN_INPUTS, np.nan)) for b in beats]).reshape(-1, RUN_INPUTS))
 
 
 def ventricular_runs(samples: np.ndarray, flag: np.ndarray, n_min: int) -> list[tuple[int, int]]:

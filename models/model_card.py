@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from models.beats import GATE_P, GATE_POST_S, GATE_PRE_S, GATE_VT, STRONG_P, STRONG_VT
+from models.beats import GATE_P, GATE_POST_S, GATE_PRE_S, GATE_VT, REGULAR_BEATS, STRONG_P, STRONG_VT
 from models.data.paths import DATASETS_ENV
 from models.vt_cv import GATE_CHOSEN_IN_CV, SERVICE as VT_CV_SERVICE
 
@@ -123,7 +123,8 @@ def vt_cv_sentence(decisions: dict | None, report_name: str) -> str:
             f"({report_name}, docs/beats.md), {'short of' if decisions[VT_CV_SERVICE]['score'] < 75 else 'at least'} 75.")
     if GATE_CHOSEN_IN_CV in decisions:
         text += (f" The gate's vt level ({GATE_VT}) was chosen on these folds; chosen inside the cross-validation "
-                 f"(each fold's level from the other four) the score is {_decision(decisions[GATE_CHOSEN_IN_CV])}.")
+                 f"(each fold's level from the other four) the score is {_decision(decisions[GATE_CHOSEN_IN_CV])}, "
+                 f"{'short of' if decisions[GATE_CHOSEN_IN_CV]['score'] < 75 else 'at least'} 75.")
     return text
 
 
@@ -145,7 +146,10 @@ KNOWN_LIMITS = {
         f"gate: a beat with p >= {GATE_P} is ventricular when that output reaches {GATE_VT} within {GATE_PRE_S:g} s "
         f"before to {GATE_POST_S} s after it, and where it reaches {STRONG_VT} five fast beats with p >= {STRONG_P} "
         "are a run whether alike or not (the gate's vt level by the 5-fold cross-validation, the rest on the "
-        "CinC 2015 training half; docs/beats.md). With two leads a second QRS detector on the second lead "
+        f"CinC 2015 training half; docs/beats.md). Without the network, {REGULAR_BEATS} regular fast beats unlike the "
+        f"patient's dominant beat whose median p is >= {GATE_P} are a run too (its form from looking at missed "
+        "CinC 2015 alarms, its constants chosen on MIT-BIH and NSTDB only; docs/beats.md 'Regular unlike beats'). "
+        "With two leads a second QRS detector on the second lead "
         "feeds a second classifier, whose runs of alike beats count where that detector agrees with the first "
         "(models/vt_leads.py; its guard was chosen on MIT-BIH and the CinC 2015 training half, but the test "
         "half's figures were seen while choosing it, docs/beats.md 'Both leads'). The 'service' CinC 2015 row "

@@ -42,6 +42,11 @@ CATALOGUE: dict[str, Excerpt] = {
                 "cinc2015 v797l (true VT alarm at 300 s), samples 60000-75000 (240-300 s), 250 Hz, II + V",
                 "sinus rhythm, then VT of broad complexes (~130 bpm) from ~57.3 s to the end; lead II's QRS "
                 "detector misses about every other VT complex, lead V's finds them all"),
+        Excerpt("cinc2015_v831l_vt", "ecg", "cinc2015_v831l_vt.hea",
+                "cinc2015 v831l (true VT alarm at 300 s), samples 60000-75000 (240-300 s), 250 Hz, II + V",
+                "sinus rhythm at about 78 bpm, then 9 broad complexes at about 140 bpm from ~49.9 s to "
+                "~53.4 s, then sinus again; the beat classifier leaves them under its threshold, the "
+                "regular-unlike rule finds the run (models/beats.py)"),
         Excerpt("bonn_S001", "eeg", "S001.txt", "Bonn set S, segment 001, 173.61 Hz",
                 "23.6 s of intracranial ictal EEG (seizure)"),
         Excerpt("bonn_Z001", "eeg", "Z001.txt", "Bonn set Z, segment 001, 173.61 Hz",

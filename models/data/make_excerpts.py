@@ -33,6 +33,7 @@ WFDB_CUTS = (
 # CinC 2015 records: the ECG leads only (channels), no annotation file (the alarm is in the header)
 CINC2015_CUTS = (
     ("cinc2015", "v797l", "cinc2015_v797l_vt", 60_000, 75_000, [0, 1]),
+    ("cinc2015", "v831l", "cinc2015_v831l_vt", 60_000, 75_000, [0, 1]),
 )
 EDF_CUT = ("eegmmidb", "S001R01.edf", "eegmmidb_S001R01_20s.edf", 0.0, 20.0)  # seconds
 COPIES = (

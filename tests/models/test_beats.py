@@ -10,7 +10,8 @@ import orjson
 import pytest
 from synthetic import feed_rhythm_source, random_bounds
 
-from models.beats import ALIKE, ALTERNATING, CONFIDENT, FEATURES, RUN_RULES, BeatClassifier, BeatWeights, load_weights
+from models.beats import (ALIKE, ALTERNATING, CONFIDENT, FEATURES, RUN_RULES, UNLIKE_REGULAR, BeatClassifier, BeatWeights,
+                          load_weights)
 from models.beats_fit import record_beats, score_record
 from models.data import ecg
 from models.data.episodes import vt_episodes
@@ -115,7 +116,7 @@ def _alternating_events(p_other, dominant_other, sim2_b=0.98, n=14, rr_s=0.55, f
     beats = (np.arange(n) * rr_s * fs).astype(int) + 100
     for i, b in enumerate(beats):
         other = i % 2 == 1
-        info = np.array([0.9, 0.3, 0.98, sim2_b, 1.0, float(dominant_other) if other else 0.0])
+        info = np.array([0.9, 0.3, 0.98, sim2_b, 1.0, float(dominant_other) if other else 0.0, 0.95])
         clf.run_step(st, int(b), p_other if other else 0.6, info, events, 0.9)
     return beats, events
 
@@ -134,9 +135,9 @@ def test_alternating_run_rule():
     clf = BeatClassifier(360.0, 2, None)                          # the run ends at a beat that breaks it
     st, ev = clf.initial_state(), []
     for i, b in enumerate(beats):
-        info = np.array([0.9, 0.3, 0.98, 0.98, 1.0, 0.0])
+        info = np.array([0.9, 0.3, 0.98, 0.98, 1.0, 0.0, 0.95])
         clf.run_step(st, int(b), 0.01 if i % 2 else 0.6, info, ev, 0.9)
-    clf.run_step(st, int(beats[-1] + 200), 0.01, np.array([0.99, 0.99, 0.5, 0.5, 1.0, 1.0]), ev, 0.9)
+    clf.run_step(st, int(beats[-1] + 200), 0.01, np.array([0.99, 0.99, 0.5, 0.5, 1.0, 1.0, 0.99]), ev, 0.9)
     assert [e.end_sample for e in ev] == [None, int(beats[-1] + 200)]
 
 
@@ -148,7 +149,7 @@ def test_network_gate_makes_unsure_beats_ventricular():
     fs = 250.0
     clf = BeatClassifier(fs, 2, load_weights())
     beats = np.arange(5) * int(0.5 * fs) + 1000          # 120 bpm
-    info = np.array([1.0, 1.0, 1.0, 1.0, 0.0, 0.0])       # alike, not the dominant beat
+    info = np.array([1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.8])  # alike, not the dominant beat
 
     def runs(p, gated):
         st = clf.initial_state()
@@ -172,7 +173,7 @@ def _unalike_events(p, vt, rr_s=0.5, n=8, fs=250.0):
     clf = BeatClassifier(fs, 2, load_weights())
     st, events = clf.initial_state(), []
     beats = (np.arange(n) * rr_s * fs).astype(int) + 1000
-    info = np.array([0.2, 0.2, 0.2, 0.2, 0.0, 0.0])
+    info = np.array([0.2, 0.2, 0.2, 0.2, 0.0, 0.0, 0.8])
     for i, b in enumerate(beats):
         clf.run_step(st, int(b), p, info, events, None, vt=vt if i == 2 else 0.0)
     clf.run_step(st, int(beats[-1] + rr_s * fs), 0.01, info, events, None)
@@ -194,6 +195,86 @@ def test_confident_network_waives_likeness():
     assert _unalike_events(STRONG_P - 0.05, 1.0)[1] == []
     assert _unalike_events(0.95, 1.0, rr_s=0.7)[1] == []        # <= 100 bpm
     assert _unalike_events(0.95, GATE_VT)[1] == []
+
+
+def _regular_events(n=9, rr_s=0.43, p=0.5, corr_dominant=0.5, jitter=0.0, fs=250.0):
+    """Run events of ``n`` beats (RR ``rr_s``, every other one longer by ``jitter`` s) with
+    probability ``p`` (under the 0.9 threshold, no network), unalike each other (0.2), their
+    correlation with the dominant template on lead a ``corr_dominant``; then a dominant beat."""
+    clf = BeatClassifier(fs, 2, load_weights())
+    st, events = clf.initial_state(), []
+    rr = np.array([rr_s + (jitter if i % 2 else 0.0) for i in range(n)])
+    beats = (np.cumsum(rr) * fs).astype(int) + 1000
+    for b in beats:
+        clf.run_step(st, int(b), p, np.array([0.2, 0.2, 0.2, 0.2, 0.0, 0.0, corr_dominant]), events, None)
+    clf.run_step(st, int(beats[-1] + 0.8 * fs), 0.01, np.array([0.99, 0.99, 0.9, 0.9, 1.0, 1.0, 0.99]), events, None)
+    return beats, events
+
+
+def test_regular_run_of_unlike_beats():
+    """Seven regular fast beats unlike the patient's dominant beat, leaning ventricular as a group
+    (median p >= GATE_P), are a VT run without the network and without likeness; it lasts while the
+    rule holds and ends at the dominant beat. An irregular rhythm, beats near the dominant one, a
+    low p, a slow rate or fewer than REGULAR_BEATS beats are not."""
+    from models.beats import ALT_REGULARITY, ALT_UNLIKE, GATE_P, REGULAR_BEATS
+
+    beats, events = _regular_events()
+    assert [(e.onset_sample, e.established, e.end_sample, e.rule) for e in events] == [
+        (int(beats[0]), int(beats[REGULAR_BEATS - 1]), None, UNLIKE_REGULAR),
+        (int(beats[0]), int(beats[0]), int(beats[-1] + 0.8 * 250), "")]
+    assert _regular_events(jitter=0.43 * (ALT_REGULARITY - 1) + 0.02)[1] == []     # irregular
+    assert len(_regular_events(jitter=0.43 * (ALT_REGULARITY - 1) - 0.02)[1]) == 2
+    assert _regular_events(corr_dominant=ALT_UNLIKE + 0.01)[1] == []               # near the dominant beat
+    assert _regular_events(p=GATE_P - 0.01)[1] == []
+    assert _regular_events(rr_s=0.62)[1] == []                                      # <= 100 bpm
+    assert _regular_events(n=REGULAR_BEATS - 1)[1] == []
+
+
+def test_regular_unlike_run_in_the_v831l_excerpt():
+    """CinC 2015 v831l (shipped excerpt, 240-300 s, a true VT alarm): 9 broad complexes at about
+    140 bpm from ~49.9 s. The classifier gives them p 0.3-0.9, so no 5 in a row reach the threshold,
+    and the network gate is off here; the regular-unlike rule finds the run, and nothing else in the
+    minute raises VT. Any chunking, with JSON snapshots, gives the same events."""
+    rec = ecg.read_wfdb(excerpt_path("cinc2015_v831l_vt"))
+    x, fs = rec.signal.astype(np.float64), rec.sample_rate
+    seconds = list(range(int(fs), len(x), int(fs)))
+    events = [e for e in run_source(x, fs, seconds) if e[1] == "vt"]
+    begins = [e for e in events if e[0] == "begin"]
+    assert len(begins) == 1 and 49.5 * fs < begins[0][2] < 50.5 * fs and begins[0][4] == UNLIKE_REGULAR
+    assert begins[0][3] < 53.5 * fs                                   # established inside the run
+    ends = [e for e in events if e[0] == "end"]
+    assert len(ends) == 1 and 53.0 * fs < ends[0][2] < 55.0 * fs      # ends with the sinus beats
+    mon = RhythmMonitor(fs)
+    beats = mon.process(x[:, 0], 0, mon.initial_state())[0].beats
+    clf = BeatClassifier(fs, 2, load_weights())
+    got, _, _ = clf.process(x, 0, beats, clf.initial_state(), flush=True)
+    p_run = [p for b, _, p, _ in got if 49.5 * fs < b < 53.6 * fs]
+    assert len(p_run) >= 8 and max(p_run) < 0.9                       # the threshold alone: no run
+    events_chunked = [e for e in run_source(x, fs, random_bounds(len(x), fs, np.random.default_rng(11)),
+                                            roundtrip=True) if e[1] == "vt"]
+    assert events_chunked == events
+
+
+def test_state_from_before_the_regular_rule_resumes():
+    """A rhythm state saved before the regular-unlike rule (no ``regular`` key in either beat
+    classifier's state) loads and goes on: the v831l run, 20 s after the snapshot, is found as in
+    the stream without one."""
+    rec = ecg.read_wfdb(excerpt_path("cinc2015_v831l_vt"))
+    x, fs = rec.signal.astype(np.float64), rec.sample_rate
+    cut = int(30 * fs)
+    mon = RhythmMonitor(fs)
+    src = RhythmSource(mon, beat_classifier_for(mon))
+    st = src.initial_state()
+    before = src.update(st, x[:cut], 0)
+    old = src.export(st)
+    for key in ("b", "b2"):
+        assert "regular" in old[key]
+        old[key] = {k: v for k, v in old[key].items() if k != "regular"}
+    st = src.load(orjson.loads(orjson.dumps(old, option=orjson.OPT_SERIALIZE_NUMPY)))
+    after = src.update(st, x[cut:], cut, flush=True)
+    whole = run_source(x, fs, [cut])
+    assert before + after == whole
+    assert [e[4] for e in whole if e[1] == "vt" and e[0] == "begin"] == [UNLIKE_REGULAR]
 
 
 def test_gate_same_events_for_any_chunking_and_snapshots(excerpt_203):
