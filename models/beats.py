@@ -111,10 +111,10 @@ STRONG_VT = 0.3
 # the classifier leaves under the threshold once the run is no longer premature): REGULAR_BEATS
 # beats in a row > VT_BPM, each unlike the dominant template on lead a (correlation <= ALT_UNLIKE),
 # regular (largest / smallest RR <= ALT_REGULARITY), their median p >= GATE_P (or the threshold,
-# if lower). No network. REGULAR_BEATS: the middle of the plateau of a sweep over MIT-BIH
-# (leave-one-record-out) and NSTDB 118e00/e12/e24 alone, where 6-8 beats add no NSTDB run and at
-# most one MIT-BIH false run (docs/beats.md, "Regular unlike beats"); the other constants are the
-# module's own.
+# if lower). No network. REGULAR_BEATS: the middle of 6-8, the beat counts for which a sweep over
+# MIT-BIH (leave-one-record-out) and NSTDB 118e00/e12/e24 alone found settings with no NSTDB run and
+# at most one MIT-BIH false run (5 has none; docs/beats.md, "Regular unlike beats"); the other
+# constants are the module's own, inside the 7-beat plateau.
 REGULAR_BEATS = 7
 # Which rule began a VT run (RunEvent.rule): 5 alike ventricular beats, the confident network, an
 # alternating (bidirectional) rhythm, or a regular run of beats unlike the dominant one. A run of
