@@ -539,8 +539,7 @@ class BeatClassifier:
         k = st["regular"]
         if len(k) < REGULAR_BEATS or not (k[:, 2] <= ALT_UNLIKE).all() or np.median(k[:, 1]) < p_min:
             return False
-        rr = k[1:, 0] - k[:-1, 0]
-        if rr.max() > ALT_REGULARITY * max(1, rr.min()):
+        if not _regular(k[1:, 0] - k[:-1, 0]):
             return False
         return not rate or self._bpm(k[0, 0], k[-1, 0], REGULAR_BEATS) > VT_BPM
 
@@ -554,13 +553,17 @@ class BeatClassifier:
             return False
         if not any((info[par::2, 0] >= p_min).all() and (info[1 - par::2, 1] > 0).all() for par in (0, 1)):
             return False
-        two = beats[2:] - beats[:-2]
-        if two.max() > ALT_REGULARITY * max(1, two.min()):
+        if not _regular(beats[2:] - beats[:-2]):
             return False
         sims = np.nan_to_num(info[:, 2:], nan=-1.0)
         if min(np.median(sims[2:, 2]), np.median(sims[2:, 3])) < ALT_SIMILARITY:
             return False
         return float(np.median(np.minimum(sims[1:, 0], sims[1:, 1]))) <= ALT_UNLIKE
+
+
+def _regular(intervals: np.ndarray) -> bool:
+    """Whether the largest of ``intervals`` (samples) is at most ``ALT_REGULARITY`` times the smallest."""
+    return bool(intervals.max() <= ALT_REGULARITY * max(1, intervals.min()))
 
 
 def _corr(a: np.ndarray, norm_a: np.float64, b: np.ndarray) -> float:

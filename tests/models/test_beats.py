@@ -30,6 +30,13 @@ def excerpt_203():
     return rec.signal.astype(np.float64), rec.sample_rate, vt_episodes(beats, symbols, rec.sample_rate)
 
 
+@pytest.fixture(scope="module")
+def excerpt_v831l():
+    """The shipped CinC 2015 v831l excerpt (60 s, 250 Hz, II + V): ``(x (n, 2) float64, fs)``."""
+    rec = ecg.read_wfdb(excerpt_path("cinc2015_v831l_vt"))
+    return rec.signal.astype(np.float64), rec.sample_rate
+
+
 def run_source(x, fs, bounds, roundtrip=False, steps=None):
     """VT and rate events of ``x`` cut at ``bounds`` through a fresh RhythmSource (JSON state
     round trip at every boundary when ``roundtrip``). ``steps``: ``(step_end, p_vt)``, the
@@ -230,13 +237,12 @@ def test_regular_run_of_unlike_beats():
     assert _regular_events(n=REGULAR_BEATS - 1)[1] == []
 
 
-def test_regular_unlike_run_in_the_v831l_excerpt():
+def test_regular_unlike_run_in_the_v831l_excerpt(excerpt_v831l):
     """CinC 2015 v831l (shipped excerpt, 240-300 s, a true VT alarm): 9 broad complexes at about
     140 bpm from ~49.9 s. The classifier gives them p 0.3-0.9, so no 5 in a row reach the threshold,
     and the network gate is off here; the regular-unlike rule finds the run, and nothing else in the
     minute raises VT. Any chunking, with JSON snapshots, gives the same events."""
-    rec = ecg.read_wfdb(excerpt_path("cinc2015_v831l_vt"))
-    x, fs = rec.signal.astype(np.float64), rec.sample_rate
+    x, fs = excerpt_v831l
     seconds = list(range(int(fs), len(x), int(fs)))
     events = [e for e in run_source(x, fs, seconds) if e[1] == "vt"]
     begins = [e for e in events if e[0] == "begin"]
@@ -255,12 +261,11 @@ def test_regular_unlike_run_in_the_v831l_excerpt():
     assert events_chunked == events
 
 
-def test_state_from_before_the_regular_rule_resumes():
+def test_state_from_before_the_regular_rule_resumes(excerpt_v831l):
     """A rhythm state saved before the regular-unlike rule (no ``regular`` key in either beat
     classifier's state) loads and goes on: the v831l run, 20 s after the snapshot, is found as in
     the stream without one."""
-    rec = ecg.read_wfdb(excerpt_path("cinc2015_v831l_vt"))
-    x, fs = rec.signal.astype(np.float64), rec.sample_rate
+    x, fs = excerpt_v831l
     cut = int(30 * fs)
     mon = RhythmMonitor(fs)
     src = RhythmSource(mon, beat_classifier_for(mon))
